@@ -1,0 +1,402 @@
+#include "controlplane/app.h"
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_version.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "controlplane/config.h"
+#include "controlplane/logging.h"
+#include "controlplane/ops_server.h"
+#include "controlplane/status.h"
+#include "dataplane/dataplane.h"
+#include "spdlog/spdlog.h"
+
+namespace karl {
+
+extern const char kEmbeddedConfig[];
+extern const unsigned long kEmbeddedConfig_size;
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: karl-dp [EAL options] -- [Karl options]\n"
+    "\n"
+    "Karl options:\n"
+    "  --config FILE     configuration file (default: $KARL_CONFIG_PATH, else the\n"
+    "                    built-in default, a copy of config/karl.yaml)\n"
+    "  --check-config    validate the configuration and exit 0 (valid) or 1\n"
+    "  --print           with --check-config: print the effective configuration,\n"
+    "                    defaults filled in and secrets redacted\n"
+    "  --version         print the version and exit\n"
+    "  --help            this text\n"
+    "\n"
+    "Environment: KARL_CONFIG_PATH, KARL_LOG_LEVEL (1 error .. 5 trace),\n"
+    "KARL_METRICS_PORT (ops HTTP port, default 9091), KARL_DB_PASSWORD, KARL_DB_KEY.\n"
+    "\n"
+    "Example: karl-dp -l 2-9 -- --config /etc/karl/karl.yaml\n"
+    "Laptop:  karl-dp -l 0-1 --no-huge -m 512 --no-pci --vdev net_tap0,iface=karl0 -- \\\n"
+    "           --config config/karl.yaml\n";
+
+std::atomic<int> g_signals{0};
+std::atomic<bool> g_reload_requested{false};
+
+void OnTerminate(int) {
+  if (g_signals.fetch_add(1) >= 1) _exit(1);  // second signal: leave at once
+}
+void OnHangup(int) { g_reload_requested.store(true); }
+
+void InstallSignalHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnTerminate;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sa.sa_handler = OnHangup;
+  sigaction(SIGHUP, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+struct KarlArgs {
+  std::string config_path;
+  bool check_config = false;
+  bool print = false;
+  bool version = false;
+  bool help = false;
+};
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "karl-dp: error: %s\n", message.c_str());
+  return 1;
+}
+
+bool IsKarlOption(const std::string& a) {
+  return a == "--config" || a.rfind("--config=", 0) == 0 || a == "--check-config" ||
+         a == "--print" || a == "--version" || a == "--help" || a == "-h";
+}
+
+absl::Status ParseKarlArgs(const std::vector<std::string>& args, KarlArgs* out) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--config") {
+      if (i + 1 >= args.size()) return absl::InvalidArgumentError("--config needs a FILE");
+      out->config_path = args[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      out->config_path = a.substr(9);
+    } else if (a == "--check-config") {
+      out->check_config = true;
+    } else if (a == "--print") {
+      out->print = true;
+    } else if (a == "--version") {
+      out->version = true;
+    } else if (a == "--help" || a == "-h") {
+      out->help = true;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown option '", a, "' after --; see karl-dp --help"));
+    }
+  }
+  if (out->print && !out->check_config) {
+    return absl::InvalidArgumentError("--print goes with --check-config");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Config> LoadConfig(const KarlArgs& args, const Environment& env) {
+  std::string path = args.config_path;
+  if (path.empty()) {
+    if (auto it = env.find("KARL_CONFIG_PATH"); it != env.end() && !it->second.empty()) {
+      path = it->second;
+    }
+  }
+  if (path.empty()) {
+    return ParseConfig(std::string(kEmbeddedConfig, kEmbeddedConfig_size),
+                       "<built-in config/karl.yaml>", env);
+  }
+  return LoadConfigFile(path, env);
+}
+
+dp::Settings ToDataplaneSettings(const Config& c) {
+  dp::Settings s;
+  for (const PortConfig& p : c.ports) {
+    dp::PortSettings ps;
+    ps.name = p.name;
+    ps.device = p.device;
+    ps.addresses = p.addresses;
+    ps.vlan = p.vlan;
+    ps.mtu = p.mtu;
+    ps.rx_descriptors = p.rx_descriptors;
+    ps.tx_descriptors = p.tx_descriptors;
+    s.ports.push_back(std::move(ps));
+  }
+  s.rtp_port_min = c.rtp.port_min;
+  s.rtp_port_max = c.rtp.port_max;
+  s.burst_size = c.dataplane.burst_size;
+  s.mbufs = c.dataplane.mbufs;
+  s.mbuf_cache = c.dataplane.mbuf_cache;
+  s.tx_drain_us = c.dataplane.tx_drain_us;
+  s.exception_ring_size = c.dataplane.exception_ring_size;
+  s.rss = c.dataplane.rss;
+  return s;
+}
+
+// Removes the EAL runtime directory this primary process created (config, memseg
+// fbarrays, the mp socket), so an exit leaves nothing behind in /var/run/dpdk.
+void RemoveRuntimeDir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    std::filesystem::remove(entry.path(), ec);
+  }
+  std::filesystem::remove(dir, ec);
+}
+
+// Everything the running process owns. Thread: main (control plane), except
+// Snapshot(), which ops HTTP threads call.
+class Karl {
+ public:
+  explicit Karl(Config config) : config_(std::move(config)) {}
+
+  absl::Status Start() {
+    if (absl::Status st = dataplane_.Init(ToDataplaneSettings(config_)); !st.ok()) return st;
+    ops_ = std::make_unique<OpsServer>([this] { return Snapshot(); });
+    if (absl::Status st = ops_->Start(config_.ops.listen, config_.ops.port); !st.ok()) return st;
+    if (absl::Status st = dataplane_.Start(); !st.ok()) return st;
+    RefreshPorts();
+    started_at_ = std::chrono::steady_clock::now();
+    spdlog::info("karl-dp {} running: {} worker(s), {} port(s); ops HTTP on http://{}:{} "
+                 "(/health /ready /status /metrics)",
+                 KARL_VERSION, dataplane_.worker_count(), dataplane_.port_count(),
+                 config_.ops.listen.ToString(), ops_->port());
+    for (size_t i = 0; i < dataplane_.port_count(); ++i) {
+      const dp::PortRuntime& p = dataplane_.port(i);
+      std::string addrs;
+      for (const IpPrefix& a : p.settings.addresses) absl::StrAppend(&addrs, " ", a.ToString());
+      spdlog::info("port {} ({}, dpdk port {}) mac {} addresses{}", p.settings.name,
+                   p.settings.device, p.port_id, p.mac.ToString(), addrs);
+    }
+    return absl::OkStatus();
+  }
+
+  // The control-plane loop: exceptions, port and heartbeat watch, signals.
+  void Run() {
+    auto last_refresh = std::chrono::steady_clock::now();
+    ready_.store(true);
+    while (g_signals.load() == 0) {
+      const unsigned handled = dataplane_.ServiceExceptions(256);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_refresh >= std::chrono::milliseconds(200)) {
+        RefreshPorts();
+        LogHealthChanges();
+        last_refresh = now;
+      }
+      if (g_reload_requested.exchange(false)) {
+        spdlog::warn("SIGHUP received: live configuration reload is not implemented yet; "
+                     "restart karl-dp to apply a changed configuration");
+      }
+      if (handled == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    spdlog::info("signal received: shutting down");
+  }
+
+  void Shutdown() {
+    ready_.store(false);
+    if (ops_) ops_->Stop();
+    dataplane_.Close();
+  }
+
+  StatusSnapshot Snapshot() const {
+    StatusSnapshot s;
+    s.version = KARL_VERSION;
+    s.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_)
+                     .count();
+    s.config_path = config_.path.empty() ? "<built-in config/karl.yaml>" : config_.path;
+    s.config_sha256 = config_.sha256;
+    {
+      std::lock_guard<std::mutex> lock(ports_mu_);
+      s.ports = ports_;
+    }
+    const uint64_t now = rte_rdtsc();
+    const double tsc_per_ms = static_cast<double>(rte_get_tsc_hz()) / 1000.0;
+    for (unsigned i = 0; i < dataplane_.worker_count(); ++i) {
+      const dp::WorkerState& w = dataplane_.worker(i);
+      WorkerStatus ws;
+      ws.index = w.index;
+      ws.lcore = w.lcore;
+      const uint64_t beat = w.heartbeat.tsc.load(std::memory_order_relaxed);
+      ws.heartbeat_age_ms = beat == 0 ? -1 : static_cast<double>(now - std::min(now, beat)) / tsc_per_ms;
+      ws.stuck = beat == 0 || ws.heartbeat_age_ms > config_.dataplane.heartbeat_timeout_ms;
+      const WorkerCounters& c = w.counters;
+      ws.rx_packets = c.rx_packets.Read();
+      ws.rx_bytes = c.rx_bytes.Read();
+      ws.tx_packets = c.tx_packets.Read();
+      ws.tx_bytes = c.tx_bytes.Read();
+      ws.exceptions = c.exceptions.Read();
+      ws.udp_packets = c.udp_packets.Read();
+      ws.loops = c.loops.Read();
+      ws.busy_loops = c.busy_loops.Read();
+      for (size_t r = 0; r < kDropReasonCount; ++r) ws.drops[r] = c.drops[r].Read();
+      if (ws.stuck) {
+        s.problems.push_back(absl::StrCat("worker ", ws.index, " (lcore ", ws.lcore,
+                                          ") heartbeat is ", static_cast<int64_t>(ws.heartbeat_age_ms),
+                                          " ms old"));
+      }
+      s.workers.push_back(ws);
+    }
+    for (const PortStatus& p : s.ports) {
+      if (!p.link_up) s.problems.push_back(absl::StrCat("port ", p.name, " link is down"));
+    }
+    s.ready = ready_.load() && dataplane_.running();
+    s.healthy = s.ready && s.problems.empty();
+    if (!s.ready) s.problems.insert(s.problems.begin(), "not running (starting or stopping)");
+    return s;
+  }
+
+ private:
+  void RefreshPorts() {
+    std::vector<PortStatus> fresh;
+    for (size_t i = 0; i < dataplane_.port_count(); ++i) {
+      const dp::PortRuntime& p = dataplane_.port(i);
+      const dp::PortReading r = dataplane_.ReadPort(i);
+      PortStatus ps;
+      ps.name = p.settings.name;
+      ps.device = p.settings.device;
+      ps.port_id = p.port_id;
+      ps.mac = p.mac.ToString();
+      for (const IpPrefix& a : p.settings.addresses) ps.addresses.push_back(a.ToString());
+      ps.link_up = r.link_up;
+      ps.link_speed_mbps = r.speed_mbps;
+      ps.rx_packets = r.stats.ipackets;
+      ps.rx_bytes = r.stats.ibytes;
+      ps.tx_packets = r.stats.opackets;
+      ps.tx_bytes = r.stats.obytes;
+      ps.rx_missed = r.stats.imissed;
+      ps.rx_errors = r.stats.ierrors;
+      ps.tx_errors = r.stats.oerrors;
+      ps.rx_nombuf = r.stats.rx_nombuf;
+      fresh.push_back(std::move(ps));
+    }
+    std::lock_guard<std::mutex> lock(ports_mu_);
+    ports_ = std::move(fresh);
+  }
+
+  void LogHealthChanges() {
+    const StatusSnapshot s = Snapshot();
+    if (s.healthy != last_healthy_) {
+      if (s.healthy) {
+        spdlog::info("healthy");
+      } else {
+        for (const std::string& p : s.problems) spdlog::warn("unhealthy: {}", p);
+      }
+      last_healthy_ = s.healthy;
+    }
+  }
+
+  const Config config_;
+  dp::Dataplane dataplane_;
+  std::unique_ptr<OpsServer> ops_;
+  std::atomic<bool> ready_{false};
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
+  mutable std::mutex ports_mu_;
+  std::vector<PortStatus> ports_;  // guarded by ports_mu_; written by the control thread
+  bool last_healthy_ = true;
+};
+
+}  // namespace
+
+int RunKarl(int argc, char** argv) {
+  // Split `[EAL args] -- [Karl args]`. Without `--`, Karl's own options alone are
+  // accepted (karl-dp --version), anything else goes to EAL.
+  std::vector<char*> eal_argv{argv[0]};
+  std::vector<std::string> karl_args;
+  int sep = -1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--") {
+      sep = i;
+      break;
+    }
+  }
+  if (sep >= 0) {
+    for (int i = 1; i < sep; ++i) eal_argv.push_back(argv[i]);
+    for (int i = sep + 1; i < argc; ++i) karl_args.emplace_back(argv[i]);
+  } else if (argc > 1 && IsKarlOption(argv[1])) {
+    for (int i = 1; i < argc; ++i) karl_args.emplace_back(argv[i]);
+  } else {
+    for (int i = 1; i < argc; ++i) eal_argv.push_back(argv[i]);
+  }
+
+  KarlArgs args;
+  if (absl::Status st = ParseKarlArgs(karl_args, &args); !st.ok()) {
+    return Fail(std::string(st.message()));
+  }
+  if (args.help) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args.version) {
+    std::printf("karl-dp %s (%s)\n", KARL_VERSION, rte_version());
+    return 0;
+  }
+
+  const Environment env = CurrentEnvironment();
+  absl::StatusOr<Config> config = LoadConfig(args, env);
+  if (!config.ok()) return Fail(std::string(config.status().message()));
+  if (args.check_config) {
+    if (args.print) {
+      std::fputs(RenderConfig(*config).c_str(), stdout);
+    } else {
+      std::printf("karl-dp: configuration %s is valid\n",
+                  config->path.empty() ? "<built-in config/karl.yaml>" : config->path.c_str());
+    }
+    return 0;
+  }
+
+  if (absl::Status st = InitLogging(config->log); !st.ok()) return Fail(std::string(st.message()));
+  RouteDpdkLogs();
+  for (const std::string& o : config->overrides) spdlog::info("environment override {}", o);
+
+  eal_argv.push_back(nullptr);
+  const int eal_argc = static_cast<int>(eal_argv.size()) - 1;
+  if (rte_eal_init(eal_argc, eal_argv.data()) < 0) {
+    const int err = rte_errno;
+    return Fail(absl::StrCat("DPDK EAL initialisation failed: ", rte_strerror(err),
+                             " (check the EAL options before --; see karl-dp --help)"));
+  }
+  const std::string runtime_dir = rte_eal_get_runtime_dir();
+  InstallSignalHandlers();
+
+  int rc = 0;
+  {
+    Karl karl(*std::move(config));
+    if (absl::Status st = karl.Start(); !st.ok()) {
+      spdlog::error("{}", std::string(st.message()));
+      std::fprintf(stderr, "karl-dp: error: %s\n", std::string(st.message()).c_str());
+      rc = 1;
+    } else {
+      karl.Run();
+    }
+    karl.Shutdown();
+  }
+  uint16_t id;
+  RTE_ETH_FOREACH_DEV(id) { rte_eth_dev_close(id); }  // vdevs given on the command line too
+  rte_eal_cleanup();
+  RemoveRuntimeDir(runtime_dir);
+  spdlog::info("karl-dp stopped");
+  spdlog::shutdown();
+  return rc;
+}
+
+}  // namespace karl

@@ -1,0 +1,141 @@
+// The dataplane: DPDK ports, the mbuf pool, and one poll-mode worker per worker
+// lcore. Thread: every public method is for the control-plane thread (main lcore)
+// only, except where noted; workers run WorkerMain and touch only their own state.
+#pragma once
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/net_addr.h"
+#include "common/worker_stats.h"
+#include "dataplane/packet.h"
+
+namespace karl::dp {
+
+inline constexpr uint16_t kMaxBurst = 256;
+
+struct PortSettings {
+  std::string name;    // operator's name ("ext0"), used in errors and metrics
+  std::string device;  // DPDK device name or PCI address
+  std::vector<IpPrefix> addresses;
+  uint16_t vlan = 0;
+  uint16_t mtu = 1500;
+  uint16_t rx_descriptors = 1024;
+  uint16_t tx_descriptors = 1024;
+};
+
+struct Settings {
+  std::vector<PortSettings> ports;
+  uint16_t rtp_port_min = 30000;
+  uint16_t rtp_port_max = 39999;
+  uint16_t burst_size = 32;
+  uint32_t mbufs = 0;  // 0 = sized from ports, queues and workers
+  uint16_t mbuf_cache = 256;
+  uint32_t tx_drain_us = 100;
+  uint32_t exception_ring_size = 1024;
+  bool rss = true;
+};
+
+// One port as the control plane sees it. Owner: Dataplane (control-plane thread).
+struct PortRuntime {
+  PortSettings settings;
+  uint16_t port_id = 0;
+  MacAddress mac;
+  PortContext ctx;  // the workers' read-only copy lives in WorkerState
+  bool started = false;
+  bool allmulticast = false;
+};
+
+struct PortReading {
+  bool link_up = false;
+  uint32_t speed_mbps = 0;
+  rte_eth_stats stats{};
+};
+
+// Counters of the control plane's exception service. Owner: control-plane thread;
+// readers: ops HTTP threads (relaxed).
+struct ExceptionCounters {
+  SingleWriterCounter arp_replies;
+  SingleWriterCounter icmp_echo_replies;
+  SingleWriterCounter neighbor_advertisements;
+  SingleWriterCounter ignored;   // exceptions that needed no answer (freed)
+  SingleWriterCounter tx_failed;  // answers the control TX queue did not take
+};
+
+// Per-worker state. Owner: its worker lcore (writes counters, heartbeat, tx
+// buffers); the control plane writes the configuration fields before launch only.
+struct alignas(kCacheLine) WorkerState {
+  unsigned index = 0;
+  unsigned lcore = 0;
+  uint16_t queue = 0;
+  uint16_t burst = 32;
+  uint16_t nb_ports = 0;
+  uint64_t drain_tsc = 0;
+  const std::atomic<bool>* stop = nullptr;
+  rte_ring* exceptions = nullptr;  // SP (this worker) / SC (control plane)
+  rte_ring* to_transmit = nullptr;  // SP (control plane) / SC (this worker): ARP/ICMP answers
+  PortContext ports[kMaxPorts];
+  rte_eth_dev_tx_buffer* tx_buffers[kMaxPorts] = {};
+  WorkerCounters counters;
+  WorkerHeartbeat heartbeat;
+};
+
+class Dataplane {
+ public:
+  Dataplane() = default;
+  ~Dataplane();
+  Dataplane(const Dataplane&) = delete;
+  Dataplane& operator=(const Dataplane&) = delete;
+
+  // After rte_eal_init. Finds the devices, creates the pool, rings and queues.
+  // On error everything it created is released again.
+  absl::Status Init(const Settings& settings);
+  // Starts the ports and launches one worker per worker lcore.
+  absl::Status Start();
+  // Stops the workers (waits for them) and the ports. Idempotent.
+  void Stop();
+  // Closes the ports (a TAP device disappears) and frees pools and rings. Idempotent.
+  void Close();
+
+  unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
+  const WorkerState& worker(unsigned w) const { return *workers_[w]; }
+  size_t port_count() const { return ports_.size(); }
+  const PortRuntime& port(size_t i) const { return ports_[i]; }
+  PortReading ReadPort(size_t i) const;
+  bool running() const { return running_; }
+
+  // Drains up to `budget` exception packets from the workers' rings; answers ARP,
+  // ICMP echo and NDP for our addresses through the worker that received the
+  // request (its to_transmit ring); frees the rest.
+  unsigned ServiceExceptions(unsigned budget);
+  const ExceptionCounters& exception_counters() const { return exception_counters_; }
+
+ private:
+  absl::Status InitPort(PortRuntime& port, unsigned nb_workers);
+  void HandleException(WorkerState& w, rte_mbuf* m);
+  void SendThroughWorker(WorkerState& w, rte_mbuf* m);
+  const PortRuntime* FindPortById(uint16_t port_id) const;
+
+  Settings settings_;
+  rte_mempool* pool_ = nullptr;
+  std::vector<PortRuntime> ports_;
+  std::vector<std::unique_ptr<WorkerState>> workers_;
+  std::atomic<bool> stop_{false};
+  bool running_ = false;
+  ExceptionCounters exception_counters_;
+};
+
+// The poll loop (DESIGN.md "Workers"). Exposed for the benchmark and tests.
+int WorkerMain(void* state);
+
+}  // namespace karl::dp

@@ -1,0 +1,232 @@
+// Per-packet parsing and validation for worker lcores: Ethernet (+802.1Q), IPv4,
+// IPv6 (+extension headers), UDP. Header-only so it inlines into the poll loop.
+// Thread: any worker lcore; pure functions of the packet and the port's context.
+#pragma once
+
+#include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/drop_reasons.h"
+
+namespace karl::dp {
+
+inline constexpr unsigned kMaxAddressesPerPort = 8;
+
+// Read-only view of one port's identity for the workers. Owner: Dataplane (written
+// once before workers start, never after).
+struct PortContext {
+  uint16_t port_id = 0;
+  uint16_t vlan = 0;                 // 0 = untagged
+  uint16_t rtp_port_min = 0;         // host order
+  uint16_t rtp_port_max = 0;
+  uint8_t v4_count = 0;
+  uint8_t v6_count = 0;
+  bool rx_ip_cksum_offload = false;  // trust RTE_MBUF_F_RX_IP_CKSUM_* flags
+  bool rx_l4_cksum_offload = false;  // trust RTE_MBUF_F_RX_L4_CKSUM_* flags
+  rte_be32_t v4[kMaxAddressesPerPort] = {};
+  uint8_t v6[kMaxAddressesPerPort][16] = {};
+
+  bool IsOurV4(rte_be32_t a) const noexcept {
+    for (unsigned i = 0; i < v4_count; ++i) {
+      if (v4[i] == a) return true;
+    }
+    return false;
+  }
+  bool IsOurV6(const uint8_t* a) const noexcept {
+    for (unsigned i = 0; i < v6_count; ++i) {
+      if (std::memcmp(v6[i], a, 16) == 0) return true;
+    }
+    return false;
+  }
+};
+
+enum class Verdict : uint8_t {
+  kUdp,        // valid UDP to one of our addresses inside the RTP range
+  kException,  // for the control plane: ARP, ICMP, ICMPv6 (NDP, echo)
+  kDrop,       // see the DropReason
+};
+
+// What the parser learned about a packet. Offsets are from the start of the frame.
+struct ParsedPacket {
+  uint16_t l3_offset = 0;
+  uint16_t l4_offset = 0;
+  uint16_t udp_payload_len = 0;
+  uint8_t ip_version = 0;  // 4 or 6
+  uint8_t l4_proto = 0;
+  DropReason drop = DropReason::kCount;
+};
+
+namespace detail {
+
+inline bool IsV6ExtensionHeader(uint8_t nh) {
+  return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS;
+}
+
+// Folds a 32-bit one's complement sum to 16 bits.
+inline uint16_t Fold(uint32_t sum) noexcept {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+// RFC 768 / RFC 8200 §8.1: the sum over pseudo-header and datagram (checksum field
+// included) is 0xffff when the checksum verifies. `udp_len` is the UDP length field.
+inline bool UdpChecksumOk(const rte_ipv4_hdr* ip, const rte_udp_hdr* udp,
+                          uint16_t udp_len) noexcept {
+  uint32_t sum = rte_raw_cksum(&ip->src_addr, 8);
+  sum += rte_cpu_to_be_16(IPPROTO_UDP) + rte_cpu_to_be_16(udp_len);
+  sum += rte_raw_cksum(udp, udp_len);
+  return Fold(sum) == 0xffff;
+}
+
+inline bool UdpChecksumOk(const rte_ipv6_hdr* ip, const rte_udp_hdr* udp,
+                          uint16_t udp_len) noexcept {
+  uint32_t sum = rte_raw_cksum(ip->src_addr, 32);
+  sum += rte_cpu_to_be_16(IPPROTO_UDP) + rte_cpu_to_be_16(udp_len);
+  sum += rte_raw_cksum(udp, udp_len);
+  return Fold(sum) == 0xffff;
+}
+
+inline Verdict Drop(ParsedPacket* p, DropReason r) noexcept {
+  p->drop = r;
+  return Verdict::kDrop;
+}
+
+// RFC 768: validates the UDP header at l4_offset; `l4_len` is what the IP header
+// says follows it.
+inline Verdict ClassifyUdp(const rte_mbuf* m, const PortContext& port, const uint8_t* frame,
+                           const void* ip_hdr, uint32_t l4_len, ParsedPacket* p) noexcept {
+  if (l4_len < sizeof(rte_udp_hdr)) return Drop(p, DropReason::kUdpMalformed);
+  const auto* udp = reinterpret_cast<const rte_udp_hdr*>(frame + p->l4_offset);
+  const uint16_t udp_len = rte_be_to_cpu_16(udp->dgram_len);
+  if (udp_len < sizeof(rte_udp_hdr) || udp_len > l4_len) {
+    return Drop(p, DropReason::kUdpMalformed);
+  }
+  const uint64_t l4_flags = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+  if (port.rx_l4_cksum_offload && l4_flags == RTE_MBUF_F_RX_L4_CKSUM_BAD) {
+    return Drop(p, DropReason::kUdpChecksum);
+  }
+  if (!port.rx_l4_cksum_offload || l4_flags != RTE_MBUF_F_RX_L4_CKSUM_GOOD) {
+    if (p->ip_version == 4) {
+      // RFC 768: a zero checksum over IPv4 means "not computed".
+      if (udp->dgram_cksum != 0 &&
+          !UdpChecksumOk(static_cast<const rte_ipv4_hdr*>(ip_hdr), udp, udp_len)) {
+        return Drop(p, DropReason::kUdpChecksum);
+      }
+    } else {
+      // RFC 8200 §8.1: a zero UDP checksum over IPv6 is invalid.
+      if (udp->dgram_cksum == 0 ||
+          !UdpChecksumOk(static_cast<const rte_ipv6_hdr*>(ip_hdr), udp, udp_len)) {
+        return Drop(p, DropReason::kUdpChecksum);
+      }
+    }
+  }
+  const uint16_t dport = rte_be_to_cpu_16(udp->dst_port);
+  if (dport < port.rtp_port_min || dport > port.rtp_port_max) {
+    return Drop(p, DropReason::kUdpToControlPort);
+  }
+  p->udp_payload_len = static_cast<uint16_t>(udp_len - sizeof(rte_udp_hdr));
+  return Verdict::kUdp;
+}
+
+}  // namespace detail
+
+// Parses and validates one frame. Never reads past the first segment's data.
+inline Verdict ClassifyPacket(const rte_mbuf* m, const PortContext& port,
+                              ParsedPacket* p) noexcept {
+  using detail::Drop;
+  if (m->nb_segs != 1) return Drop(p, DropReason::kMultiSegment);
+  const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint32_t len = m->data_len;
+  if (len < sizeof(rte_ether_hdr)) return Drop(p, DropReason::kRuntFrame);
+  const auto* eth = reinterpret_cast<const rte_ether_hdr*>(frame);
+  uint16_t ether_type = eth->ether_type;
+  uint32_t off = sizeof(rte_ether_hdr);
+  uint16_t vlan = 0;
+  if (ether_type == RTE_BE16(RTE_ETHER_TYPE_VLAN)) {
+    if (len < off + sizeof(rte_vlan_hdr)) return Drop(p, DropReason::kRuntFrame);
+    const auto* vh = reinterpret_cast<const rte_vlan_hdr*>(frame + off);
+    vlan = rte_be_to_cpu_16(vh->vlan_tci) & 0x0fff;
+    ether_type = vh->eth_proto;
+    off += sizeof(rte_vlan_hdr);
+  }
+  if (vlan != port.vlan) return Drop(p, DropReason::kVlanNotConfigured);
+  p->l3_offset = static_cast<uint16_t>(off);
+
+  if (ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
+    p->ip_version = 4;
+    if (len < off + sizeof(rte_ipv4_hdr)) return Drop(p, DropReason::kIpv4Malformed);
+    const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(frame + off);
+    const uint32_t ihl = rte_ipv4_hdr_len(ip);
+    const uint32_t total = rte_be_to_cpu_16(ip->total_length);
+    if ((ip->version_ihl >> 4) != 4 || ihl < sizeof(rte_ipv4_hdr) || total < ihl ||
+        off + total > len) {
+      return Drop(p, DropReason::kIpv4Malformed);
+    }
+    const uint64_t ip_flags = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+    if (port.rx_ip_cksum_offload && ip_flags == RTE_MBUF_F_RX_IP_CKSUM_BAD) {
+      return Drop(p, DropReason::kIpv4Checksum);
+    }
+    if ((!port.rx_ip_cksum_offload || ip_flags != RTE_MBUF_F_RX_IP_CKSUM_GOOD) &&
+        rte_raw_cksum(ip, ihl) != 0xffff) {
+      return Drop(p, DropReason::kIpv4Checksum);
+    }
+    // RFC 791: MF set or a non-zero offset means this is (part of) a fragment.
+    if ((ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0) {
+      return Drop(p, DropReason::kFragment);
+    }
+    if (!port.IsOurV4(ip->dst_addr)) return Drop(p, DropReason::kNotForUs);
+    p->l4_offset = static_cast<uint16_t>(off + ihl);
+    p->l4_proto = ip->next_proto_id;
+    if (ip->next_proto_id == IPPROTO_UDP) {
+      return detail::ClassifyUdp(m, port, frame, ip, total - ihl, p);
+    }
+    if (ip->next_proto_id == IPPROTO_ICMP) return Verdict::kException;
+    return Drop(p, DropReason::kUnsupportedProtocol);
+  }
+
+  if (ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6)) {
+    p->ip_version = 6;
+    if (len < off + sizeof(rte_ipv6_hdr)) return Drop(p, DropReason::kIpv6Malformed);
+    const auto* ip = reinterpret_cast<const rte_ipv6_hdr*>(frame + off);
+    const uint32_t payload = rte_be_to_cpu_16(ip->payload_len);
+    if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6 ||
+        off + sizeof(rte_ipv6_hdr) + payload > len) {
+      return Drop(p, DropReason::kIpv6Malformed);
+    }
+    uint8_t nh = ip->proto;
+    uint32_t l4 = off + sizeof(rte_ipv6_hdr);
+    const uint32_t end = off + sizeof(rte_ipv6_hdr) + payload;
+    // RFC 8200 §4: walk hop-by-hop, routing and destination options headers.
+    for (int i = 0; i < 8 && detail::IsV6ExtensionHeader(nh); ++i) {
+      if (l4 + 8 > end) return Drop(p, DropReason::kIpv6Malformed);
+      const uint8_t next = frame[l4];
+      const uint32_t ext_len = (uint32_t{frame[l4 + 1]} + 1) * 8;
+      if (l4 + ext_len > end) return Drop(p, DropReason::kIpv6Malformed);
+      nh = next;
+      l4 += ext_len;
+    }
+    if (nh == IPPROTO_FRAGMENT) return Drop(p, DropReason::kFragment);
+    if (detail::IsV6ExtensionHeader(nh)) return Drop(p, DropReason::kIpv6Malformed);
+    p->l4_offset = static_cast<uint16_t>(l4);
+    p->l4_proto = nh;
+    const bool multicast = ip->dst_addr[0] == 0xff;
+    if (nh == IPPROTO_ICMPV6 && (multicast || port.IsOurV6(ip->dst_addr))) {
+      return Verdict::kException;  // NDP (to solicited-node multicast) and echo
+    }
+    if (!port.IsOurV6(ip->dst_addr)) return Drop(p, DropReason::kNotForUs);
+    if (nh == IPPROTO_UDP) return detail::ClassifyUdp(m, port, frame, ip, end - l4, p);
+    return Drop(p, DropReason::kUnsupportedProtocol);
+  }
+
+  if (ether_type == RTE_BE16(RTE_ETHER_TYPE_ARP)) return Verdict::kException;
+  return Drop(p, DropReason::kUnknownEthertype);
+}
+
+}  // namespace karl::dp

@@ -1,0 +1,194 @@
+"""Shared pieces of the end-to-end tests: the real karl-dp process, network
+namespaces with veth pairs and a bridge to Karl's TAP port, HTTP helpers.
+
+Network rule: traffic only goes to loopback or to hosts in namespaces made here,
+addressed from 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32. Everything made
+is removed again; only processes started here are killed, by PID.
+"""
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BUILD_DIR = os.environ.get("KARL_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+KARL_DP = os.path.join(BUILD_DIR, "controlplane", "karl-dp")
+RUNTIME_ROOT = "/var/run/dpdk"
+
+
+def sh(*cmd, check=True, **kw):
+    """Runs a command (list of args); raises with its output when it fails."""
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stdout))
+    return p
+
+
+def free_tcp_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def link_exists(name):
+    return sh("ip", "link", "show", name, check=False).returncode == 0
+
+
+def http_get(url, timeout=3):
+    """Returns (status, headers, body text); HTTP errors are returned, not raised."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {'name{labels}': float}; raises on a malformed line."""
+    out = {}
+    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = line_re.match(line)
+        if not m:
+            raise ValueError("malformed metrics line: %r" % line)
+        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+class Netns:
+    """A network namespace with one veth; its root-side end is returned for bridging."""
+
+    def __init__(self, name, veth_root, veth_ns, addresses):
+        self.name, self.veth_root, self.veth_ns = name, veth_root, veth_ns
+        sh("ip", "netns", "add", name)
+        sh("ip", "link", "add", veth_root, "type", "veth", "peer", "name", veth_ns)
+        sh("ip", "link", "set", veth_ns, "netns", name)
+        sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+        for a in addresses:
+            sh("ip", "netns", "exec", name, "ip", "addr", "add", a, "dev", veth_ns)
+        sh("ip", "netns", "exec", name, "ip", "link", "set", veth_ns, "up")
+        sh("ip", "link", "set", veth_root, "up")
+
+    def run(self, *cmd, check=True, timeout=30):
+        return sh("ip", "netns", "exec", self.name, *cmd, check=check, timeout=timeout)
+
+    def close(self):
+        sh("ip", "link", "del", self.veth_root, check=False)
+        sh("ip", "netns", "del", self.name, check=False)
+
+
+class Bridge:
+    def __init__(self, name):
+        self.name = name
+        sh("ip", "link", "add", name, "type", "bridge")
+        sh("ip", "link", "set", name, "up")
+
+    def add(self, iface):
+        sh("ip", "link", "set", iface, "master", self.name)
+        sh("ip", "link", "set", iface, "up")
+
+    def add_tap(self, iface, kernel_mac="02:00:00:00:ee:01"):
+        """Bridges Karl's TAP port. net_tap gives the kernel side of the TAP the same
+        MAC as the DPDK port; a bridge would take frames for that MAC as its own and
+        never forward them to Karl, so the kernel side gets another MAC first."""
+        sh("ip", "link", "set", iface, "address", kernel_mac)
+        self.add(iface)
+
+    def close(self):
+        sh("ip", "link", "del", self.name, check=False)
+
+
+class KarlProcess:
+    """The real karl-dp binary with EAL args for a TAP port and a config file."""
+
+    def __init__(self, config_text, tap_iface, metrics_port, env=None, extra_eal=(), lcores="0-1"):
+        self.dir = tempfile.mkdtemp(prefix="karl-e2e-")
+        self.config_path = os.path.join(self.dir, "karl.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(config_text)
+        self.config_sha256 = hashlib.sha256(config_text.encode()).hexdigest()
+        self.tap_iface = tap_iface
+        self.metrics_port = metrics_port
+        self.file_prefix = "karl-e2e-%d-%d" % (os.getpid(), metrics_port)
+        self.log_path = os.path.join(self.dir, "karl.log")
+        e = dict(os.environ)
+        e["KARL_METRICS_PORT"] = str(metrics_port)
+        e.update(env or {})
+        self.cmd = [KARL_DP, "-l", lcores, "--no-huge", "-m", "512", "--no-pci",
+                    "--file-prefix", self.file_prefix,
+                    "--vdev", "net_tap0,iface=%s" % tap_iface, *extra_eal,
+                    "--", "--config", self.config_path]
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+
+    @property
+    def base(self):
+        return "http://127.0.0.1:%d" % self.metrics_port
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_ready(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("karl-dp exited with %d:\n%s" % (self.proc.returncode, self.output()))
+            try:
+                status, _, _ = http_get(self.base + "/ready", timeout=1)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("karl-dp not ready after %ds:\n%s" % (timeout, self.output()))
+
+    def get_json(self, path):
+        status, _, body = http_get(self.base + path)
+        return status, json.loads(body)
+
+    def metrics(self):
+        status, headers, body = http_get(self.base + "/metrics")
+        assert status == 200, body
+        return parse_metrics(body), headers
+
+    def runtime_dir(self):
+        return os.path.join(RUNTIME_ROOT, self.file_prefix)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Signals the process (by PID) and returns (exit code, seconds it took)."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode, 0.0
+        t0 = time.time()
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        return rc, time.time() - t0
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def run_karl_once(args, env=None, timeout=30):
+    """Runs karl-dp to completion (for bad-input cases); returns CompletedProcess."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([KARL_DP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=e, timeout=timeout)
