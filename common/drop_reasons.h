@@ -8,22 +8,22 @@
 #include <string_view>
 
 // X(enum_name, "metric label", "what it means")
-#define KARL_DROP_REASONS(X)                                                              \
-  X(kRuntFrame, "runt_frame", "frame shorter than an Ethernet header")                    \
-  X(kMultiSegment, "multi_segment", "frame spread over several buffers (no jumbo media)")   \
-  X(kUnknownEthertype, "unknown_ethertype", "neither IPv4, IPv6, ARP nor 802.1Q")         \
-  X(kVlanNotConfigured, "vlan_not_configured", "802.1Q tag for a VLAN the port does not serve") \
-  X(kNotForUs, "not_for_us", "IP destination is none of the port's addresses")            \
-  X(kIpv4Malformed, "ipv4_malformed", "IPv4 version, header length or total length wrong") \
-  X(kIpv4Checksum, "ipv4_bad_checksum", "IPv4 header checksum does not verify")           \
+#define KARL_DROP_REASONS(X)                                                                       \
+  X(kRuntFrame, "runt_frame", "frame shorter than an Ethernet header")                             \
+  X(kMultiSegment, "multi_segment", "frame spread over several buffers (no jumbo media)")          \
+  X(kUnknownEthertype, "unknown_ethertype", "neither IPv4, IPv6, ARP nor 802.1Q")                  \
+  X(kVlanNotConfigured, "vlan_not_configured", "802.1Q tag for a VLAN the port does not serve")    \
+  X(kNotForUs, "not_for_us", "IP destination is none of the port's addresses")                     \
+  X(kIpv4Malformed, "ipv4_malformed", "IPv4 version, header length or total length wrong")         \
+  X(kIpv4Checksum, "ipv4_bad_checksum", "IPv4 header checksum does not verify")                    \
   X(kFragment, "ip_fragment", "IPv4 fragment or IPv6 fragment header (media is never fragmented)") \
-  X(kIpv6Malformed, "ipv6_malformed", "IPv6 header or extension chain truncated")         \
-  X(kUnsupportedProtocol, "unsupported_protocol", "IP protocol other than UDP/ICMP")      \
-  X(kUdpToControlPort, "udp_not_media", "UDP to a port outside the RTP range")            \
-  X(kUdpMalformed, "udp_malformed", "UDP length shorter than its header or past the packet") \
-  X(kUdpChecksum, "udp_bad_checksum", "non-zero UDP checksum does not verify")            \
-  X(kNoSession, "no_session", "UDP to a local port with no stream")                       \
-  X(kExceptionRingFull, "exception_ring_full", "control-plane exception ring was full")   \
+  X(kIpv6Malformed, "ipv6_malformed", "IPv6 header or extension chain truncated")                  \
+  X(kUnsupportedProtocol, "unsupported_protocol", "IP protocol other than UDP/ICMP")               \
+  X(kUdpToControlPort, "udp_not_media", "UDP to a port outside the RTP range")                     \
+  X(kUdpMalformed, "udp_malformed", "UDP length shorter than its header or past the packet")       \
+  X(kUdpChecksum, "udp_bad_checksum", "non-zero UDP checksum does not verify")                     \
+  X(kNoSession, "no_session", "UDP to a local port with no stream")                                \
+  X(kExceptionRingFull, "exception_ring_full", "control-plane exception ring was full")            \
   X(kTxFull, "tx_full", "transmit queue did not take the packet")
 
 namespace karl {

@@ -103,9 +103,7 @@ bool IpPrefix::Contains(const IpAddress& other) const {
   return true;
 }
 
-std::string IpPrefix::ToString() const {
-  return address.ToString() + "/" + std::to_string(length);
-}
+std::string IpPrefix::ToString() const { return address.ToString() + "/" + std::to_string(length); }
 
 std::optional<MacAddress> MacAddress::Parse(std::string_view text) {
   if (text.size() != 17) return std::nullopt;
@@ -122,8 +120,8 @@ std::optional<MacAddress> MacAddress::Parse(std::string_view text) {
 
 std::string MacAddress::ToString() const {
   char buf[18];
-  std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", bytes_[0], bytes_[1],
-                bytes_[2], bytes_[3], bytes_[4], bytes_[5]);
+  std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", bytes_[0], bytes_[1], bytes_[2],
+                bytes_[3], bytes_[4], bytes_[5]);
   return buf;
 }
 

@@ -8,11 +8,11 @@
 #define KARL_STATUS_CONCAT_(a, b) KARL_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define KARL_RETURN_IF_ERROR(expr)                  \
-  do {                                              \
+#define KARL_RETURN_IF_ERROR(expr)                                \
+  do {                                                            \
     if (absl::Status karl_status_ = (expr); !karl_status_.ok()) { \
-      return karl_status_;                          \
-    }                                               \
+      return karl_status_;                                        \
+    }                                                             \
   } while (0)
 
 // `lhs = value of statusor_expr`, or return its status when it is not OK.

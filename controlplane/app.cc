@@ -177,10 +177,11 @@ class Karl {
     if (absl::Status st = dataplane_.Start(); !st.ok()) return st;
     RefreshPorts();
     started_at_ = std::chrono::steady_clock::now();
-    spdlog::info("karl-dp {} running: {} worker(s), {} port(s); ops HTTP on http://{}:{} "
-                 "(/health /ready /status /metrics)",
-                 KARL_VERSION, dataplane_.worker_count(), dataplane_.port_count(),
-                 config_.ops.listen.ToString(), ops_->port());
+    spdlog::info(
+        "karl-dp {} running: {} worker(s), {} port(s); ops HTTP on http://{}:{} "
+        "(/health /ready /status /metrics)",
+        KARL_VERSION, dataplane_.worker_count(), dataplane_.port_count(),
+        config_.ops.listen.ToString(), ops_->port());
     for (size_t i = 0; i < dataplane_.port_count(); ++i) {
       const dp::PortRuntime& p = dataplane_.port(i);
       std::string addrs;
@@ -204,8 +205,9 @@ class Karl {
         last_refresh = now;
       }
       if (g_reload_requested.exchange(false)) {
-        spdlog::warn("SIGHUP received: live configuration reload is not implemented yet; "
-                     "restart karl-dp to apply a changed configuration");
+        spdlog::warn(
+            "SIGHUP received: live configuration reload is not implemented yet; "
+            "restart karl-dp to apply a changed configuration");
       }
       if (handled == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
@@ -221,8 +223,8 @@ class Karl {
   StatusSnapshot Snapshot() const {
     StatusSnapshot s;
     s.version = KARL_VERSION;
-    s.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_)
-                     .count();
+    s.uptime_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
     s.config_path = config_.path.empty() ? "<built-in config/karl.yaml>" : config_.path;
     s.config_sha256 = config_.sha256;
     {
@@ -237,7 +239,8 @@ class Karl {
       ws.index = w.index;
       ws.lcore = w.lcore;
       const uint64_t beat = w.heartbeat.tsc.load(std::memory_order_relaxed);
-      ws.heartbeat_age_ms = beat == 0 ? -1 : static_cast<double>(now - std::min(now, beat)) / tsc_per_ms;
+      ws.heartbeat_age_ms =
+          beat == 0 ? -1 : static_cast<double>(now - std::min(now, beat)) / tsc_per_ms;
       ws.stuck = beat == 0 || ws.heartbeat_age_ms > config_.dataplane.heartbeat_timeout_ms;
       const WorkerCounters& c = w.counters;
       ws.rx_packets = c.rx_packets.Read();
@@ -251,8 +254,8 @@ class Karl {
       for (size_t r = 0; r < kDropReasonCount; ++r) ws.drops[r] = c.drops[r].Read();
       if (ws.stuck) {
         s.problems.push_back(absl::StrCat("worker ", ws.index, " (lcore ", ws.lcore,
-                                          ") heartbeat is ", static_cast<int64_t>(ws.heartbeat_age_ms),
-                                          " ms old"));
+                                          ") heartbeat is ",
+                                          static_cast<int64_t>(ws.heartbeat_age_ms), " ms old"));
       }
       s.workers.push_back(ws);
     }

@@ -12,10 +12,10 @@
 namespace karl {
 
 struct PortStatus {
-  std::string name;     // config name ("ext0")
-  std::string device;   // DPDK device name
+  std::string name;    // config name ("ext0")
+  std::string device;  // DPDK device name
   uint16_t port_id = 0;
-  std::string mac;      // "02:..."
+  std::string mac;                     // "02:..."
   std::vector<std::string> addresses;  // "198.51.100.1/24"
   bool link_up = false;
   uint32_t link_speed_mbps = 0;
@@ -24,7 +24,7 @@ struct PortStatus {
   uint64_t rx_bytes = 0;
   uint64_t tx_packets = 0;
   uint64_t tx_bytes = 0;
-  uint64_t rx_missed = 0;   // imissed: dropped by the NIC, RX ring full
+  uint64_t rx_missed = 0;  // imissed: dropped by the NIC, RX ring full
   uint64_t rx_errors = 0;
   uint64_t tx_errors = 0;
   uint64_t rx_nombuf = 0;
@@ -51,8 +51,8 @@ struct StatusSnapshot {
   double uptime_s = 0;
   std::string config_path;
   std::string config_sha256;
-  bool ready = false;      // started and taking work; false while starting/stopping
-  bool healthy = false;    // no stuck worker, every port up
+  bool ready = false;                 // started and taking work; false while starting/stopping
+  bool healthy = false;               // no stuck worker, every port up
   std::vector<std::string> problems;  // why not healthy/ready, human-readable
   std::vector<PortStatus> ports;
   std::vector<WorkerStatus> workers;

@@ -89,9 +89,8 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
     }
   }
   if (nb_control > 0) {
-    const unsigned sent =
-        rte_ring_sp_enqueue_burst(w->exceptions, reinterpret_cast<void**>(to_control), nb_control,
-                                  nullptr);
+    const unsigned sent = rte_ring_sp_enqueue_burst(
+        w->exceptions, reinterpret_cast<void**>(to_control), nb_control, nullptr);
     w->counters.exceptions.Add(sent);
     for (unsigned i = sent; i < nb_control; ++i) {
       ++tally->drops[static_cast<size_t>(DropReason::kExceptionRingFull)];
@@ -182,8 +181,8 @@ absl::Status Dataplane::InitPort(PortRuntime& port, unsigned nb_workers) {
   const std::string where = absl::StrCat("port '", s.name, "' (device ", s.device, ")");
   uint16_t port_id;
   if (rte_eth_dev_get_port_by_name(s.device.c_str(), &port_id) != 0) {
-    return absl::NotFoundError(absl::StrCat(where, ": no such DPDK device; devices present: ",
-                                             AvailableDevices()));
+    return absl::NotFoundError(
+        absl::StrCat(where, ": no such DPDK device; devices present: ", AvailableDevices()));
   }
   port.port_id = port_id;
   rte_eth_dev_info info;
@@ -253,8 +252,8 @@ absl::Status Dataplane::Init(const Settings& settings) {
         "no worker lcore: give EAL -l with at least two lcores (the first is the control plane)");
   }
   if (nb_workers > kMaxWorkers || settings.ports.size() > kMaxPorts) {
-    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxWorkers, " workers and ",
-                                                   kMaxPorts, " ports are supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", kMaxWorkers, " workers and ", kMaxPorts, " ports are supported"));
   }
   uint64_t mbufs = settings.mbufs;
   uint16_t max_mtu = 1500;
@@ -276,9 +275,8 @@ absl::Status Dataplane::Init(const Settings& settings) {
                                   0, data_room, static_cast<int>(rte_socket_id()));
   if (pool_ == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "cannot create the mbuf pool of ", mbufs, " mbufs x ", data_room,
-        " bytes: ", rte_strerror(rte_errno), " (give EAL more memory with -m, or lower ",
-        "dataplane.mbufs)"));
+        "cannot create the mbuf pool of ", mbufs, " mbufs x ", data_room, " bytes: ",
+        rte_strerror(rte_errno), " (give EAL more memory with -m, or lower ", "dataplane.mbufs)"));
   }
   ports_.resize(settings.ports.size());
   for (size_t i = 0; i < settings.ports.size(); ++i) {
@@ -305,9 +303,9 @@ absl::Status Dataplane::Init(const Settings& settings) {
                                     static_cast<int>(rte_lcore_to_socket_id(lcore)),
                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
     const std::string tx_ring_name = absl::StrCat("karl_ctx_", index);
-    w->to_transmit = rte_ring_create(tx_ring_name.c_str(), 1024,
-                                     static_cast<int>(rte_lcore_to_socket_id(lcore)),
-                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w->to_transmit =
+        rte_ring_create(tx_ring_name.c_str(), 1024, static_cast<int>(rte_lcore_to_socket_id(lcore)),
+                        RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (w->exceptions == nullptr || w->to_transmit == nullptr) {
       workers_.push_back(std::move(w));
       Close();
@@ -336,8 +334,8 @@ absl::Status Dataplane::Start() {
   for (PortRuntime& p : ports_) {
     if (int rc = rte_eth_dev_start(p.port_id); rc != 0) {
       Stop();
-      return absl::InternalError(absl::StrCat("port '", p.settings.name, "': start: ",
-                                              rte_strerror(-rc)));
+      return absl::InternalError(
+          absl::StrCat("port '", p.settings.name, "': start: ", rte_strerror(-rc)));
     }
     p.started = true;
     // NDP solicitations go to solicited-node multicast groups.
@@ -347,8 +345,8 @@ absl::Status Dataplane::Start() {
   for (auto& w : workers_) {
     if (int rc = rte_eal_remote_launch(WorkerMain, w.get(), w->lcore); rc != 0) {
       Stop();
-      return absl::InternalError(absl::StrCat("cannot launch worker on lcore ", w->lcore, ": ",
-                                              rte_strerror(-rc)));
+      return absl::InternalError(
+          absl::StrCat("cannot launch worker on lcore ", w->lcore, ": ", rte_strerror(-rc)));
     }
   }
   running_ = true;

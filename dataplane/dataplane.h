@@ -68,7 +68,7 @@ struct ExceptionCounters {
   SingleWriterCounter arp_replies;
   SingleWriterCounter icmp_echo_replies;
   SingleWriterCounter neighbor_advertisements;
-  SingleWriterCounter ignored;   // exceptions that needed no answer (freed)
+  SingleWriterCounter ignored;    // exceptions that needed no answer (freed)
   SingleWriterCounter tx_failed;  // answers the control TX queue did not take
 };
 
@@ -82,7 +82,7 @@ struct alignas(kCacheLine) WorkerState {
   uint16_t nb_ports = 0;
   uint64_t drain_tsc = 0;
   const std::atomic<bool>* stop = nullptr;
-  rte_ring* exceptions = nullptr;  // SP (this worker) / SC (control plane)
+  rte_ring* exceptions = nullptr;   // SP (this worker) / SC (control plane)
   rte_ring* to_transmit = nullptr;  // SP (control plane) / SC (this worker): ARP/ICMP answers
   PortContext ports[kMaxPorts];
   rte_eth_dev_tx_buffer* tx_buffers[kMaxPorts] = {};

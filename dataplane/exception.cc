@@ -102,8 +102,7 @@ bool AnswerIcmp6(rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p) {
   const uint8_t* target = icmp + 8;
   if (!port.ctx.IsOurV6(target)) return false;
   static constexpr uint8_t kUnspecified[16] = {};
-  static constexpr uint8_t kAllNodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0,
-                                            0,    0,    0, 0, 0, 0, 0, 1};
+  static constexpr uint8_t kAllNodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
   const bool dad = std::memcmp(ip->src_addr, kUnspecified, 16) == 0;
   // Reply to the solicitor (or all-nodes for duplicate address detection).
   std::memcpy(ip->dst_addr, dad ? kAllNodes : ip->src_addr, 16);

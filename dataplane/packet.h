@@ -22,8 +22,8 @@ inline constexpr unsigned kMaxAddressesPerPort = 8;
 // once before workers start, never after).
 struct PortContext {
   uint16_t port_id = 0;
-  uint16_t vlan = 0;                 // 0 = untagged
-  uint16_t rtp_port_min = 0;         // host order
+  uint16_t vlan = 0;          // 0 = untagged
+  uint16_t rtp_port_min = 0;  // host order
   uint16_t rtp_port_max = 0;
   uint8_t v4_count = 0;
   uint8_t v6_count = 0;
@@ -196,8 +196,7 @@ inline Verdict ClassifyPacket(const rte_mbuf* m, const PortContext& port,
     if (len < off + sizeof(rte_ipv6_hdr)) return Drop(p, DropReason::kIpv6Malformed);
     const auto* ip = reinterpret_cast<const rte_ipv6_hdr*>(frame + off);
     const uint32_t payload = rte_be_to_cpu_16(ip->payload_len);
-    if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6 ||
-        off + sizeof(rte_ipv6_hdr) + payload > len) {
+    if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6 || off + sizeof(rte_ipv6_hdr) + payload > len) {
       return Drop(p, DropReason::kIpv6Malformed);
     }
     uint8_t nh = ip->proto;

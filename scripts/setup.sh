@@ -14,7 +14,7 @@ PACKAGES=(
   libmariadb-dev libabsl-dev libspdlog-dev nlohmann-json3-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   # test peers and tools
-  iproute2 iputils-ping curl procps
+  iproute2 iputils-ping curl procps clang-format
 )
 
 missing=()

@@ -14,12 +14,29 @@ if ! scripts/setup.sh; then
 fi
 rm -rf "$RESULTS" && mkdir -p "$RESULTS"
 
+# The sanitizer build (ASan + UBSan) of the unit and dataplane tests.
+ASAN_DIR=${KARL_ASAN_BUILD_DIR:-build-asan}
+asan_build() {
+  if [ ! -f "$ASAN_DIR/build.ninja" ]; then
+    meson setup "$ASAN_DIR" -Db_sanitize=address,undefined -Dbuildtype=debugoptimized >/dev/null
+  fi
+  ninja -C "$ASAN_DIR" common/common_unit_test controlplane/controlplane_unit_test \
+    tests/dataplane/dataplane_test
+}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
 # name | command (gtest binaries write JSON; the e2e runner writes the same shape)
 SUITES=(
   "unit-common|$BUILD_DIR/common/common_unit_test --gtest_output=json:$RESULTS/unit-common.json"
   "unit-controlplane|$BUILD_DIR/controlplane/controlplane_unit_test --gtest_output=json:$RESULTS/unit-controlplane.json"
   "dataplane|$BUILD_DIR/tests/dataplane/dataplane_test --gtest_output=json:$RESULTS/dataplane.json"
   "e2e|python3 tests/e2e/run.py --build-dir $BUILD_DIR --json $RESULTS/e2e.json"
+  "format|scripts/check-format.sh --json $RESULTS/format.json"
+  "asan-build|asan_build"
+  "asan-unit-common|$ASAN_DIR/common/common_unit_test --gtest_output=json:$RESULTS/asan-unit-common.json"
+  "asan-unit-controlplane|$ASAN_DIR/controlplane/controlplane_unit_test --gtest_output=json:$RESULTS/asan-unit-controlplane.json"
+  "asan-dataplane|$ASAN_DIR/tests/dataplane/dataplane_test --gtest_output=json:$RESULTS/asan-dataplane.json"
 )
 
 for entry in "${SUITES[@]}"; do
@@ -28,7 +45,11 @@ for entry in "${SUITES[@]}"; do
   if [ -n "${KARL_TEST_ONLY:-}" ] && [[ $name != ${KARL_TEST_ONLY}* ]]; then continue; fi
   echo "=== suite $name"
   start=$(date +%s)
-  timeout --kill-after=10 900 $cmd > "$RESULTS/$name.log" 2>&1
+  if [ "$cmd" = asan_build ]; then
+    asan_build > "$RESULTS/$name.log" 2>&1
+  else
+    timeout --kill-after=10 900 $cmd > "$RESULTS/$name.log" 2>&1
+  fi
   rc=$?
   echo "$rc" > "$RESULTS/$name.rc"
   tail -n 25 "$RESULTS/$name.log"

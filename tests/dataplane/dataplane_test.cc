@@ -1,5 +1,7 @@
 // Dataplane tests: one EAL for the whole binary, ports made from rte_rings so the
 // test puts frames on a port's RX ring and reads what the port transmits.
+#include "dataplane/dataplane.h"
+
 #include <rte_eal.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
@@ -16,7 +18,6 @@
 #include <thread>
 #include <vector>
 
-#include "dataplane/dataplane.h"
 #include "gtest/gtest.h"
 #include "tests/dataplane/packet_builder.h"
 
@@ -38,9 +39,9 @@ class EalEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
     const std::string prefix = "karl-dptest-" + std::to_string(getpid());
-    std::vector<std::string> args = {"dataplane_test", "-l", "0-1", "--no-huge", "-m", "256",
-                                     "--no-pci", "--no-shconf", "--file-prefix", prefix,
-                                     "--log-level", "error"};
+    std::vector<std::string> args = {
+        "dataplane_test", "-l",          "0-1",           "--no-huge", "-m",          "256",
+        "--no-pci",       "--no-shconf", "--file-prefix", prefix,      "--log-level", "error"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0) << "EAL init failed";
@@ -67,10 +68,14 @@ class DataplaneTest : public ::testing::Test {
     ASSERT_NE(rx_, nullptr);
     ASSERT_GE(rte_eth_from_rings(("ringport" + tag).c_str(), &rx_, 1, &tx_, 1, 0), 0);
     port_name_ = "net_ring_ringport" + tag;  // the ring PMD prefixes the name
-    settings_.ports.push_back(PortSettings{
-        "ext0", port_name_,
-        {*IpPrefix::Parse("198.51.100.1/24"), *IpPrefix::Parse("2001:db8::1/64")}, 0, 1500,
-        1024, 1024});
+    settings_.ports.push_back(
+        PortSettings{"ext0",
+                     port_name_,
+                     {*IpPrefix::Parse("198.51.100.1/24"), *IpPrefix::Parse("2001:db8::1/64")},
+                     0,
+                     1500,
+                     1024,
+                     1024});
     settings_.rtp_port_min = 30000;
     settings_.rtp_port_max = 30999;
     settings_.exception_ring_size = 64;
@@ -175,13 +180,17 @@ TEST_F(DataplaneTest, EveryMalformedFrameIsDroppedWithItsReason) {
          return b;
        },
        DropReason::kUnknownEthertype},
-      {"vlan", [] {
+      {"vlan",
+       [] {
          UdpSpec s{kPeerV4, kOurV4};
          s.vlan = 100;
          return test::BuildUdp(s);
        },
        DropReason::kVlanNotConfigured},
-      {"other host", [] { return test::BuildUdp(UdpSpec{kPeerV4, *IpAddress::Parse("198.51.100.99")}); },
+      {"other host",
+       [] {
+         return test::BuildUdp(UdpSpec{kPeerV4, *IpAddress::Parse("198.51.100.99")});
+       },
        DropReason::kNotForUs},
       {"ip version 5",
        [] {
@@ -236,7 +245,8 @@ TEST_F(DataplaneTest, EveryMalformedFrameIsDroppedWithItsReason) {
          return b;
        },
        DropReason::kUnsupportedProtocol},
-      {"udp to sip port", [] {
+      {"udp to sip port",
+       [] {
          UdpSpec s{kPeerV4, kOurV4};
          s.dport = 5060;
          return test::BuildUdp(s);
@@ -290,8 +300,8 @@ TEST_F(DataplaneTest, MultiSegmentFrameIsDropped) {
   rte_mbuf* head = rte_pktmbuf_alloc(g_test_pool);
   rte_mbuf* tail = rte_pktmbuf_alloc(g_test_pool);
   std::memcpy(rte_pktmbuf_append(head, 50), frame.data(), 50);
-  std::memcpy(rte_pktmbuf_append(tail, static_cast<uint16_t>(frame.size() - 50)),
-              frame.data() + 50, frame.size() - 50);
+  std::memcpy(rte_pktmbuf_append(tail, static_cast<uint16_t>(frame.size() - 50)), frame.data() + 50,
+              frame.size() - 50);
   ASSERT_EQ(rte_pktmbuf_chain(head, tail), 0);
   ASSERT_EQ(rte_ring_enqueue(rx_, head), 0);
   EXPECT_TRUE(WaitUntil([&] { return Drops(DropReason::kMultiSegment) == 1; }));
@@ -361,8 +371,8 @@ TEST_F(DataplaneTest, NeighborSolicitationIsAnsweredWithOurMac) {
   EXPECT_EQ(na[14 + 40 + 4] & 0x40, 0x40) << "solicited flag";
   EXPECT_TRUE(std::equal(na.begin() + 22, na.begin() + 38, kOurV6.bytes().begin()));
   EXPECT_TRUE(std::equal(na.begin() + 38, na.begin() + 54, kPeerV6.bytes().begin()));
-  EXPECT_TRUE(std::equal(na.begin() + 14 + 40 + 8, na.begin() + 14 + 40 + 24,
-                         kOurV6.bytes().begin()));
+  EXPECT_TRUE(
+      std::equal(na.begin() + 14 + 40 + 8, na.begin() + 14 + 40 + 24, kOurV6.bytes().begin()));
   EXPECT_TRUE(std::equal(na.begin() + 14 + 40 + 26, na.begin() + 14 + 40 + 32,
                          dp_.port(0).mac.bytes().begin()));
   EXPECT_EQ(dp_.exception_counters().neighbor_advertisements.Read(), 1u);

@@ -44,8 +44,8 @@ void PutIpv4(Bytes& b, const IpAddress& src, const IpAddress& dst, uint8_t proto
   b[start + 11] = static_cast<uint8_t>(ck);
 }
 
-void PutIpv6(Bytes& b, const IpAddress& src, const IpAddress& dst, uint8_t nh,
-             uint16_t payload_len, uint8_t hop_limit = 64) {
+void PutIpv6(Bytes& b, const IpAddress& src, const IpAddress& dst, uint8_t nh, uint16_t payload_len,
+             uint8_t hop_limit = 64) {
   Put16(b, 0x6000);
   Put16(b, 0);
   Put16(b, payload_len);
