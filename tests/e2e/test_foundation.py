@@ -131,6 +131,25 @@ class FoundationTest(unittest.TestCase):
             label = re.search(r'reason="([a-z0-9_]+)"', k).group(1)
             self.assertIn("`%s`" % label, doc, "docs/drops.md does not document %s" % label)
 
+    def test_6_link_down_makes_health_503(self):
+        sh("ip", "link", "set", self.tap, "down")
+        try:
+            status, body = self._wait_health(503)
+            self.assertEqual(status, 503, body)
+            self.assertIn("ext0 link is down", body)
+        finally:
+            sh("ip", "link", "set", self.tap, "up")
+        status, body = self._wait_health(200)
+        self.assertEqual(status, 200, body)
+
+    def _wait_health(self, want, timeout=5):
+        deadline = time.time() + timeout
+        while True:
+            status, _, body = http_get(self.karl.base + "/health")
+            if status == want or time.time() > deadline:
+                return status, body
+            time.sleep(0.1)
+
     def test_9_sigterm_exits_zero_and_cleans_up(self):
         rc, took = self.karl.stop(signal.SIGTERM)
         self.assertEqual(rc, 0, self.karl.output())
