@@ -15,4 +15,4 @@ PORT=${KARL_METRICS_PORT:-9091}
 echo "karl-dp: starting on TAP interface karl0 with $CONFIG"
 echo "karl-dp: ops endpoints: http://127.0.0.1:$PORT/health /ready /status /metrics"
 exec "$BUILD_DIR/controlplane/karl-dp" -l "${KARL_LCORES:-0-1}" --no-huge -m 512 --no-pci \
-  --no-shconf --file-prefix "karl-run-$$" --vdev net_tap0,iface=karl0 -- --config "$CONFIG"
+  --file-prefix "karl-run-$$" --vdev net_tap0,iface=karl0 -- --config "$CONFIG"
