@@ -23,6 +23,15 @@
   X(kUdpMalformed, "udp_malformed", "UDP length shorter than its header or past the packet")       \
   X(kUdpChecksum, "udp_bad_checksum", "non-zero UDP checksum does not verify")                     \
   X(kNoSession, "no_session", "UDP to a local port with no stream")                                \
+  X(kRtpBadVersion, "rtp_bad_version", "RTP/RTCP version is not 2")                                \
+  X(kRtpTruncated, "rtp_truncated", "RTP header, CSRC list or extension past the packet end")      \
+  X(kRtpBadPadding, "rtp_bad_padding", "RTP padding count zero or larger than the payload")        \
+  X(kRtcpMalformed, "rtcp_malformed", "RTCP compound packet fails RFC 3550 A.2 checks")            \
+  X(kStrictSource, "strict_source", "media from another source than the leg's peer (strict)")      \
+  X(kNoPeer, "no_peer", "the other leg has no peer address yet (nothing to send to)")              \
+  X(kNoNeighbor, "no_neighbor", "next-hop MAC toward the peer not resolved yet")                   \
+  X(kNoHeadroom, "no_headroom", "no room in the buffer for the outgoing headers")                  \
+  X(kHandoffRingFull, "handoff_ring_full", "ring to the stream's owning worker was full")          \
   X(kExceptionRingFull, "exception_ring_full", "control-plane exception ring was full")            \
   X(kTxFull, "tx_full", "transmit queue did not take the packet")
 

@@ -40,6 +40,9 @@ struct alignas(kCacheLine) WorkerCounters {
   SingleWriterCounter udp_packets;  // valid UDP addressed to one of our addresses
   SingleWriterCounter loops;        // poll-loop iterations
   SingleWriterCounter busy_loops;   // iterations that received at least one packet
+  SingleWriterCounter busy_tsc;     // TSC cycles spent in iterations that had packets
+  SingleWriterCounter handoffs;     // packets passed to the worker that owns their stream
+  SingleWriterCounter events_lost;  // latch events the full event ring did not take
   std::array<SingleWriterCounter, kDropReasonCount> drops;
 };
 

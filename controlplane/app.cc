@@ -19,8 +19,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "controlplane/config.h"
+#include "controlplane/control_queue.h"
 #include "controlplane/logging.h"
 #include "controlplane/ops_server.h"
+#include "controlplane/rest_api.h"
+#include "controlplane/session_manager.h"
 #include "controlplane/status.h"
 #include "dataplane/dataplane.h"
 #include "spdlog/spdlog.h"
@@ -150,6 +153,8 @@ dp::Settings ToDataplaneSettings(const Config& c) {
   s.tx_drain_us = c.dataplane.tx_drain_us;
   s.exception_ring_size = c.dataplane.exception_ring_size;
   s.rss = c.dataplane.rss;
+  s.max_streams = c.dataplane.max_streams;
+  s.verify_udp_checksum = c.dataplane.verify_udp_checksum;
   return s;
 }
 
@@ -172,8 +177,12 @@ class Karl {
 
   absl::Status Start() {
     if (absl::Status st = dataplane_.Init(ToDataplaneSettings(config_)); !st.ok()) return st;
+    sessions_ = std::make_unique<SessionManager>(config_, &dataplane_);
+    session_service_ = std::make_unique<SessionServiceQueue>(sessions_.get(), &queue_);
     ops_ = std::make_unique<OpsServer>([this] { return Snapshot(); });
     if (absl::Status st = ops_->Start(config_.ops.listen, config_.ops.port); !st.ok()) return st;
+    rest_ = std::make_unique<RestApi>(session_service_.get(), config_.api);
+    if (absl::Status st = rest_->Start(); !st.ok()) return st;
     if (absl::Status st = dataplane_.Start(); !st.ok()) return st;
     RefreshPorts();
     started_at_ = std::chrono::steady_clock::now();
@@ -197,7 +206,13 @@ class Karl {
     auto last_refresh = std::chrono::steady_clock::now();
     ready_.store(true);
     while (g_signals.load() == 0) {
-      const unsigned handled = dataplane_.ServiceExceptions(256);
+      unsigned handled = dataplane_.ServiceExceptions(256);
+      handled += static_cast<unsigned>(queue_.RunPending());
+      sessions_->Tick();
+      sessions_active_.store(sessions_->active_sessions());
+      sessions_created_.store(sessions_->sessions_created());
+      sessions_timed_out_.store(sessions_->sessions_ended_timeout());
+      free_port_pairs_.store(sessions_->free_port_pairs());
       const auto now = std::chrono::steady_clock::now();
       if (now - last_refresh >= std::chrono::milliseconds(200)) {
         RefreshPorts();
@@ -216,6 +231,7 @@ class Karl {
 
   void Shutdown() {
     ready_.store(false);
+    if (rest_) rest_->Stop();
     if (ops_) ops_->Stop();
     dataplane_.Close();
   }
@@ -251,6 +267,8 @@ class Karl {
       ws.udp_packets = c.udp_packets.Read();
       ws.loops = c.loops.Read();
       ws.busy_loops = c.busy_loops.Read();
+      ws.handoffs = c.handoffs.Read();
+      ws.busy_s = static_cast<double>(c.busy_tsc.Read()) / static_cast<double>(rte_get_tsc_hz());
       for (size_t r = 0; r < kDropReasonCount; ++r) ws.drops[r] = c.drops[r].Read();
       if (ws.stuck) {
         s.problems.push_back(absl::StrCat("worker ", ws.index, " (lcore ", ws.lcore,
@@ -262,6 +280,10 @@ class Karl {
     for (const PortStatus& p : s.ports) {
       if (!p.link_up) s.problems.push_back(absl::StrCat("port ", p.name, " link is down"));
     }
+    s.sessions_active = sessions_active_.load();
+    s.sessions_created = sessions_created_.load();
+    s.sessions_timed_out = sessions_timed_out_.load();
+    s.free_port_pairs = free_port_pairs_.load();
     s.ready = ready_.load() && dataplane_.running();
     s.healthy = s.ready && s.problems.empty();
     if (!s.ready) s.problems.insert(s.problems.begin(), "not running (starting or stopping)");
@@ -310,7 +332,16 @@ class Karl {
 
   const Config config_;
   dp::Dataplane dataplane_;
+  ControlQueue queue_;
+  std::unique_ptr<SessionManager> sessions_;
+  std::unique_ptr<SessionServiceQueue> session_service_;
   std::unique_ptr<OpsServer> ops_;
+  std::unique_ptr<RestApi> rest_;
+  // Published by the control thread each loop for the HTTP threads.
+  std::atomic<uint64_t> sessions_active_{0};
+  std::atomic<uint64_t> sessions_created_{0};
+  std::atomic<uint64_t> sessions_timed_out_{0};
+  std::atomic<uint64_t> free_port_pairs_{0};
   std::atomic<bool> ready_{false};
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   mutable std::mutex ports_mu_;

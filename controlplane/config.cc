@@ -48,7 +48,8 @@ constexpr absl::string_view kRtpKeys[] = {"port_min", "port_max", "media_timeout
 constexpr absl::string_view kDataplaneKeys[] = {"burst_size",           "mbufs",
                                                 "mbuf_cache",           "tx_drain_us",
                                                 "heartbeat_timeout_ms", "exception_ring_size",
-                                                "command_ring_size",    "rss"};
+                                                "command_ring_size",    "rss",
+                                                "max_streams",          "verify_udp_checksum"};
 constexpr absl::string_view kOpsKeys[] = {"listen", "port"};
 constexpr absl::string_view kApiKeys[] = {"enabled",     "listen",        "port",
                                           "tokens_file", "tls_cert_file", "tls_key_file"};
@@ -688,6 +689,8 @@ class Parser {
     SetPowerOfTwo(*e, "exception_ring_size", "dataplane", 64, 65536, &dp->exception_ring_size);
     SetPowerOfTwo(*e, "command_ring_size", "dataplane", 64, 65536, &dp->command_ring_size);
     SetBool(*e, "rss", "dataplane", &dp->rss);
+    SetUint(*e, "max_streams", "dataplane", 0, 4u << 20, &dp->max_streams);
+    SetBool(*e, "verify_udp_checksum", "dataplane", &dp->verify_udp_checksum);
   }
 
   void ParseOps(const YAML::Node& node, OpsConfig* ops) {
@@ -1087,6 +1090,8 @@ std::string RenderOrThrow(const Config& c) {
   out << YAML::Key << "exception_ring_size" << YAML::Value << dp.exception_ring_size;
   out << YAML::Key << "command_ring_size" << YAML::Value << dp.command_ring_size;
   out << YAML::Key << "rss" << YAML::Value << dp.rss;
+  out << YAML::Key << "max_streams" << YAML::Value << dp.max_streams;
+  out << YAML::Key << "verify_udp_checksum" << YAML::Value << dp.verify_udp_checksum;
   out << YAML::EndMap;
 
   out << YAML::Key << "ops" << YAML::Value << YAML::BeginMap;

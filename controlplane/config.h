@@ -50,6 +50,8 @@ struct DataplaneConfig {
   uint32_t exception_ring_size = 1024;   // per worker, power of two 64..65536
   uint32_t command_ring_size = 1024;     // per worker, power of two 64..65536
   bool rss = true;                       // spread UDP flows over workers by RSS when supported
+  uint32_t max_streams = 0;              // stream slots; 0 = one per local port (range x addresses)
+  bool verify_udp_checksum = true;       // software UDP checksum check when no NIC offload
 };
 
 struct OpsConfig {

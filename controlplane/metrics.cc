@@ -132,6 +132,9 @@ std::vector<MetricFamily> SnapshotMetricFamilies(const StatusSnapshot& s) {
   out.push_back(PerWorker(s, "karl_worker_busy_loops_total",
                           "Poll-loop iterations of a worker that received at least one packet.",
                           kCounter, [](const WorkerStatus& w) { return AsDouble(w.busy_loops); }));
+  out.push_back(PerWorker(s, "karl_worker_busy_seconds_total",
+                          "Time a worker spent on iterations that had packets (its load).",
+                          kCounter, [](const WorkerStatus& w) { return w.busy_s; }));
   out.push_back(PerWorker(s, "karl_worker_heartbeat_age_seconds",
                           "Seconds since the worker's last heartbeat.", kGauge,
                           [](const WorkerStatus& w) { return w.heartbeat_age_ms / 1000.0; }));
@@ -159,6 +162,19 @@ std::vector<MetricFamily> SnapshotMetricFamilies(const StatusSnapshot& s) {
                         [](const PortStatus& p) { return AsDouble(p.rx_nombuf); }));
   out.push_back(PerPort(s, "karl_port_link_up", "1 when the port's link is up.", kGauge,
                         [](const PortStatus& p) { return AsDouble(p.link_up); }));
+
+  out.push_back(SummedCounter(s, "karl_dp_handoffs_total",
+                              "Packets a worker passed to the worker owning their stream.",
+                              [](const WorkerStatus& w) { return w.handoffs; }));
+  out.push_back(Single("karl_sessions_active", "Sessions (calls) currently anchored.", kGauge,
+                       AsDouble(s.sessions_active)));
+  out.push_back(Single("karl_sessions_created_total", "Sessions created since start.", kCounter,
+                       AsDouble(s.sessions_created)));
+  out.push_back(Single("karl_sessions_timed_out_total",
+                       "Sessions ended because no media arrived for media_timeout_s.", kCounter,
+                       AsDouble(s.sessions_timed_out)));
+  out.push_back(Single("karl_port_pairs_free", "Local RTP/RTCP port pairs free on all addresses.",
+                       kGauge, AsDouble(s.free_port_pairs)));
   return out;
 }
 

@@ -43,6 +43,8 @@ struct WorkerStatus {
   uint64_t udp_packets = 0;
   uint64_t loops = 0;
   uint64_t busy_loops = 0;
+  uint64_t handoffs = 0;  // packets passed to the worker owning their stream
+  double busy_s = 0;      // time spent in loop iterations that had packets
   std::array<uint64_t, kDropReasonCount> drops{};
 };
 
@@ -56,6 +58,10 @@ struct StatusSnapshot {
   std::vector<std::string> problems;  // why not healthy/ready, human-readable
   std::vector<PortStatus> ports;
   std::vector<WorkerStatus> workers;
+  uint64_t sessions_active = 0;
+  uint64_t sessions_created = 0;    // since start
+  uint64_t sessions_timed_out = 0;  // ended by media timeout since start
+  uint64_t free_port_pairs = 0;     // local RTP/RTCP pairs free on all addresses
 };
 
 }  // namespace karl

@@ -6,6 +6,7 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_prefetch.h>
+#include <rte_ring_elem.h>
 
 #include <algorithm>
 #include <cstring>
@@ -16,7 +17,15 @@
 namespace karl::dp {
 namespace {
 
-constexpr unsigned kPrefetchAhead = 4;
+constexpr unsigned kPrefetchAhead = 8;
+
+// Prefetches the whole frame (media frames are a few cache lines; the UDP checksum
+// reads all of them) when it is not much larger than a media packet.
+inline void PrefetchFrame(const rte_mbuf* m) noexcept {
+  const auto* p = rte_pktmbuf_mtod(m, const char*);
+  const uint32_t len = std::min<uint32_t>(m->data_len, 4 * kCacheLine);
+  for (uint32_t off = 0; off < len; off += kCacheLine) rte_prefetch0(p + off);
+}
 
 uint32_t NextPow2Minus1(uint64_t n) {
   uint64_t p = 1;
@@ -55,29 +64,172 @@ PortContext MakePortContext(const PortSettings& s, uint16_t port_id, uint16_t rt
 struct BurstTally {
   uint32_t drops[kDropReasonCount] = {};
   uint32_t udp = 0;
+  uint32_t tx = 0;
   uint64_t bytes = 0;
+  uint64_t tx_bytes = 0;
 };
 
+inline bool SameSource(const StreamState& st, uint8_t family, const uint8_t* addr,
+                       uint16_t port_be) noexcept {
+  return st.src_family == family && st.src_port_be == port_be &&
+         std::memcmp(st.src_addr, addr, family == 4 ? 4 : 16) == 0;
+}
+
+inline void CountStreamDrop(StreamState& st, DropReason r) noexcept {
+  st.drops.Add(1);
+  st.drops_by_reason[static_cast<size_t>(r)].Add(1);
+}
+
+inline FlowKey FlowKeyOf(const rte_mbuf* m, const ParsedPacket& p) noexcept {
+  const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  const auto* udp = reinterpret_cast<const rte_udp_hdr*>(frame + p.l4_offset);
+  if (p.ip_version == 4) {
+    const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(frame + p.l3_offset);
+    return MakeFlowKey(4, reinterpret_cast<const uint8_t*>(&ip->dst_addr), udp->dst_port);
+  }
+  const auto* ip = reinterpret_cast<const rte_ipv6_hdr*>(frame + p.l3_offset);
+  return MakeFlowKey(6, ip->dst_addr, udp->dst_port);
+}
+
+inline uint32_t LookupStream(const WorkerState* w, const rte_mbuf* m,
+                             const ParsedPacket& p) noexcept {
+  const FlowKey key = FlowKeyOf(m, p);
+  void* data = nullptr;
+  if (rte_hash_lookup_data(w->flows, &key, &data) < 0) return kNoStream;
+  return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data));
+}
+
+// The media path for one valid UDP packet whose flow lookup gave stream `id`:
+// ownership, source validation and latching, RTP/RTCP validation and statistics,
+// header rewrite and buffered transmit. Returns kCount when the packet was sent or
+// handed to its owner, else the drop reason (the caller frees it).
+inline DropReason ProcessMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& p, uint32_t id,
+                               uint64_t now_tsc, BurstTally* tally) noexcept {
+  if (id == kNoStream) return DropReason::kNoSession;
+  const StreamConfig* cfg = w->streams->configs[id].load(std::memory_order_acquire);
+  if (cfg == nullptr) return DropReason::kNoSession;
+  const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  const auto* udp = reinterpret_cast<const rte_udp_hdr*>(frame + p.l4_offset);
+  const uint8_t family = p.ip_version;
+  const uint8_t* src_addr =
+      family == 4 ? reinterpret_cast<const uint8_t*>(
+                        &reinterpret_cast<const rte_ipv4_hdr*>(frame + p.l3_offset)->src_addr)
+                  : reinterpret_cast<const rte_ipv6_hdr*>(frame + p.l3_offset)->src_addr;
+  StreamState& st = w->streams->states[id];
+
+  // A stream is bound to the first worker that sees it; others hand packets over.
+  uint16_t owner = st.owner.load(std::memory_order_relaxed);
+  if (owner != w->index) {
+    if (owner == kNoOwner &&
+        st.owner.compare_exchange_strong(owner, static_cast<uint16_t>(w->index))) {
+      owner = static_cast<uint16_t>(w->index);
+    } else {
+      if (rte_ring_mp_enqueue(w->all_workers[owner]->handoff, m) != 0) {
+        return DropReason::kHandoffRingFull;
+      }
+      w->counters.handoffs.Add(1);
+      return DropReason::kCount;
+    }
+  }
+
+  // Source validation and latching. A new config generation (re-INVITE) re-latches.
+  if (st.generation != cfg->generation) {
+    st.generation = cfg->generation;
+    st.latched = false;
+  }
+  bool from_peer;
+  if (st.latched) {
+    from_peer = SameSource(st, family, src_addr, udp->src_port);
+  } else if (cfg->latch) {
+    st.latched = true;
+    st.src_family = family;
+    st.src_port_be = udp->src_port;
+    std::memcpy(st.src_addr, src_addr, family == 4 ? 4 : 16);
+    WorkerEvent ev;
+    ev.type = WorkerEvent::kLatched;
+    ev.family = family;
+    ev.port_be = udp->src_port;
+    ev.stream = id;
+    ev.generation = cfg->generation;
+    std::memcpy(ev.addr, src_addr, family == 4 ? 4 : 16);
+    std::memcpy(ev.mac, frame + 6, 6);  // source MAC: the next hop back to this peer
+    if (rte_ring_sp_enqueue_elem(w->events, &ev, sizeof(ev)) != 0) w->counters.events_lost.Add(1);
+    from_peer = true;
+  } else if (cfg->expected_family != 0) {
+    from_peer = cfg->expected_family == family && cfg->expected_port_be == udp->src_port &&
+                std::memcmp(cfg->expected_addr, src_addr, family == 4 ? 4 : 16) == 0;
+  } else {
+    from_peer = true;
+  }
+  if (!from_peer && cfg->strict_source) {
+    CountStreamDrop(st, DropReason::kStrictSource);
+    return DropReason::kStrictSource;
+  }
+
+  // RTP/RTCP validation (RFC 3550) and statistics; RFC 5761 demux on rtcp-mux ports.
+  const uint8_t* payload = frame + p.l4_offset + sizeof(rte_udp_hdr);
+  const bool rtcp = cfg->is_rtcp || (cfg->rtcp_mux && LooksLikeRtcp(payload, p.udp_payload_len));
+  StreamState& acct = (rtcp && cfg->rtcp_mux && cfg->rtcp_stream != kNoStream)
+                          ? w->streams->states[cfg->rtcp_stream]
+                          : st;
+  if (rtcp) {
+    const DropReason r = ValidateRtcp(payload, p.udp_payload_len);
+    if (r != DropReason::kCount) {
+      CountStreamDrop(acct, r);
+      return r;
+    }
+  } else {
+    RtpHeaderInfo h;
+    const DropReason r = ParseRtp(payload, p.udp_payload_len, &h);
+    if (r != DropReason::kCount) {
+      CountStreamDrop(acct, r);
+      return r;
+    }
+    RtpStreamStats& rs = st.rtp;
+    rs.Update(h, static_cast<uint64_t>(static_cast<double>(now_tsc) * w->ns_per_tsc));
+    st.ssrc.Set(rs.ssrc);
+    st.ssrc_changes.Set(rs.ssrc_changes);
+    st.expected.Set(rs.Expected());
+    st.received.Set(rs.Received());
+    st.jitter_us.Set(static_cast<uint64_t>(rs.JitterMs() * 1000.0));
+  }
+  const uint32_t len = m->pkt_len;
+  const Egress& egress = (rtcp && cfg->rtcp_mux) ? cfg->rtcp_egress : cfg->egress;
+  const DropReason r = RewriteForEgress(m, p, egress, w->egress_ports[egress.port_index]);
+  if (r != DropReason::kCount) {
+    CountStreamDrop(acct, r);
+    return r;
+  }
+  acct.packets.Add(1);
+  acct.bytes.Add(len);
+  acct.last_tsc.Set(now_tsc);
+  ++tally->tx;
+  tally->tx_bytes += m->pkt_len;
+  rte_eth_tx_buffer(m->port, w->queue, w->tx_buffers[egress.port_index], m);
+  return DropReason::kCount;
+}
+
 inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkts, uint16_t n,
-                         BurstTally* tally) noexcept {
+                         BurstTally* tally, uint64_t now_tsc) noexcept {
   rte_mbuf* to_free[kMaxBurst];
   rte_mbuf* to_control[kMaxBurst];
+  rte_mbuf* media[kMaxBurst];
+  ParsedPacket media_parsed[kMaxBurst];
   uint16_t nb_free = 0;
   uint16_t nb_control = 0;
-  for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) {
-    rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
-  }
+  uint16_t nb_media = 0;
+  // The mbuf headers first (reading data_off needs them), then the frames ahead.
+  for (uint16_t i = 0; i < n; ++i) rte_prefetch0(pkts[i]);
+  for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) PrefetchFrame(pkts[i]);
+  // Pass 1: parse and validate every frame.
   for (uint16_t i = 0; i < n; ++i) {
-    if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
+    if (i + kPrefetchAhead < n) PrefetchFrame(pkts[i + kPrefetchAhead]);
     rte_mbuf* m = pkts[i];
     tally->bytes += m->pkt_len;
-    ParsedPacket parsed;
+    ParsedPacket& parsed = media_parsed[nb_media];
     switch (ClassifyPacket(m, port, &parsed)) {
       case Verdict::kUdp:
-        // No flow table yet: every valid media packet is for an unknown stream.
-        ++tally->udp;
-        ++tally->drops[static_cast<size_t>(DropReason::kNoSession)];
-        to_free[nb_free++] = m;
+        media[nb_media++] = m;
         break;
       case Verdict::kException:
         to_control[nb_control++] = m;
@@ -86,6 +238,51 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
         ++tally->drops[static_cast<size_t>(parsed.drop)];
         to_free[nb_free++] = m;
         break;
+    }
+  }
+  // Pass 2: one bulk flow lookup for the burst's media, then prefetch each stream.
+  tally->udp += nb_media;
+  for (uint16_t base = 0; base < nb_media; base += RTE_HASH_LOOKUP_BULK_MAX) {
+    const uint16_t cnt = std::min<uint16_t>(RTE_HASH_LOOKUP_BULK_MAX, nb_media - base);
+    FlowKey keys[RTE_HASH_LOOKUP_BULK_MAX];
+    const void* key_ptrs[RTE_HASH_LOOKUP_BULK_MAX];
+    void* data[RTE_HASH_LOOKUP_BULK_MAX];
+    uint64_t hits = 0;
+    for (uint16_t i = 0; i < cnt; ++i) {
+      keys[i] = FlowKeyOf(media[base + i], media_parsed[base + i]);
+      key_ptrs[i] = &keys[i];
+    }
+    rte_hash_lookup_bulk_data(w->flows, key_ptrs, cnt, &hits, data);
+    // Streams are cold (each gets one packet per 20 ms): prefetch in two steps, the
+    // config pointers and the state first, then the configs they point to.
+    uint32_t ids[RTE_HASH_LOOKUP_BULK_MAX];
+    for (uint16_t i = 0; i < cnt; ++i) {
+      ids[i] =
+          (hits >> i) & 1 ? static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data[i])) : kNoStream;
+      if (ids[i] != kNoStream) {
+        rte_prefetch0(&w->streams->configs[ids[i]]);
+        const auto* st = reinterpret_cast<const char*>(&w->streams->states[ids[i]]);
+        rte_prefetch0(st);
+        rte_prefetch0(st + kCacheLine);
+        rte_prefetch0(st + 2 * kCacheLine);
+      }
+    }
+    for (uint16_t i = 0; i < cnt; ++i) {
+      if (ids[i] == kNoStream) continue;
+      const auto* cfg = reinterpret_cast<const char*>(
+          w->streams->configs[ids[i]].load(std::memory_order_relaxed));
+      if (cfg == nullptr) continue;
+      rte_prefetch0(cfg);
+      rte_prefetch0(cfg + kCacheLine);
+      rte_prefetch0(cfg + 2 * kCacheLine);
+    }
+    for (uint16_t i = 0; i < cnt; ++i) {
+      rte_mbuf* m = media[base + i];
+      const DropReason r = ProcessMedia(w, m, media_parsed[base + i], ids[i], now_tsc, tally);
+      if (r != DropReason::kCount) {
+        ++tally->drops[static_cast<size_t>(r)];
+        to_free[nb_free++] = m;
+      }
     }
   }
   if (nb_control > 0) {
@@ -98,6 +295,29 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
     }
   }
   if (nb_free > 0) rte_pktmbuf_free_bulk(to_free, nb_free);
+}
+
+// Packets other workers received for streams this worker owns.
+inline unsigned ProcessHandoffs(WorkerState* w, BurstTally* tally, uint64_t now_tsc) noexcept {
+  void* pkts[32];
+  const unsigned n = rte_ring_sc_dequeue_burst(w->handoff, pkts, 32, nullptr);
+  for (unsigned i = 0; i < n; ++i) {
+    auto* m = static_cast<rte_mbuf*>(pkts[i]);
+    const PortContext* port = nullptr;
+    for (uint16_t p = 0; p < w->nb_ports; ++p) {
+      if (w->ports[p].port_id == m->port) port = &w->ports[p];
+    }
+    ParsedPacket parsed;
+    DropReason r = DropReason::kNoSession;
+    if (port != nullptr && ClassifyPacket(m, *port, &parsed) == Verdict::kUdp) {
+      r = ProcessMedia(w, m, parsed, LookupStream(w, m, parsed), now_tsc, tally);
+    }
+    if (r != DropReason::kCount) {
+      ++tally->drops[static_cast<size_t>(r)];
+      rte_pktmbuf_free(m);
+    }
+  }
+  return n;
 }
 
 // Sends what the control plane queued for this worker (ARP/ICMP/NDP answers) on
@@ -128,26 +348,37 @@ int WorkerMain(void* arg) {
   rte_mbuf* pkts[kMaxBurst];
   uint64_t last_drain = rte_rdtsc();
   w->heartbeat.tsc.store(last_drain, std::memory_order_relaxed);
+  rte_rcu_qsbr_thread_register(w->rcu, w->index);
+  rte_rcu_qsbr_thread_online(w->rcu, w->index);
   while (!w->stop->load(std::memory_order_relaxed)) {
     uint64_t rx = 0;
     BurstTally tally;
+    const uint64_t loop_tsc = rte_rdtsc();
+    const unsigned handed = ProcessHandoffs(w, &tally, loop_tsc);
     for (uint16_t p = 0; p < w->nb_ports; ++p) {
       const uint16_t n = rte_eth_rx_burst(w->ports[p].port_id, w->queue, pkts, w->burst);
       if (n == 0) continue;
       rx += n;
-      ProcessBurst(w, w->ports[p], pkts, n, &tally);
+      ProcessBurst(w, w->ports[p], pkts, n, &tally, loop_tsc);
     }
+    // Nothing of the flow table or stream configs is held across iterations.
+    rte_rcu_qsbr_quiescent(w->rcu, w->index);
     w->counters.loops.Add(1);
-    if (rx > 0) {
+    if (rx > 0 || handed > 0) {
       w->counters.busy_loops.Add(1);
       w->counters.rx_packets.Add(rx);
       w->counters.rx_bytes.Add(tally.bytes);
       if (tally.udp) w->counters.udp_packets.Add(tally.udp);
+      if (tally.tx) {
+        w->counters.tx_packets.Add(tally.tx);
+        w->counters.tx_bytes.Add(tally.tx_bytes);
+      }
       for (size_t r = 0; r < kDropReasonCount; ++r) {
         if (tally.drops[r]) w->counters.drops[r].Add(tally.drops[r]);
       }
     }
     const uint64_t now = rte_rdtsc();
+    if (rx > 0 || handed > 0) w->counters.busy_tsc.Add(now - loop_tsc);
     if (now - last_drain >= w->drain_tsc) {
       TransmitForControlPlane(w);
       for (uint16_t p = 0; p < w->nb_ports; ++p) {
@@ -160,6 +391,8 @@ int WorkerMain(void* arg) {
   for (uint16_t p = 0; p < w->nb_ports; ++p) {
     rte_eth_tx_buffer_flush(w->ports[p].port_id, w->queue, w->tx_buffers[p]);
   }
+  rte_rcu_qsbr_thread_offline(w->rcu, w->index);
+  rte_rcu_qsbr_thread_unregister(w->rcu, w->index);
   return 0;
 }
 
@@ -206,6 +439,7 @@ absl::Status Dataplane::InitPort(PortRuntime& port, unsigned nb_workers) {
   const uint64_t rx_cksum = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
   conf.rxmode.offloads = info.rx_offload_capa & rx_cksum;
   port.ctx = MakePortContext(s, port_id, settings_.rtp_port_min, settings_.rtp_port_max);
+  port.ctx.verify_udp_checksum = settings_.verify_udp_checksum;
   port.ctx.rx_ip_cksum_offload = (conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0;
   port.ctx.rx_l4_cksum_offload = (conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_UDP_CKSUM) != 0;
   if (int rc = rte_eth_dev_configure(port_id, nb_rxq, nb_txq, &conf); rc != 0) {
@@ -286,7 +520,12 @@ absl::Status Dataplane::Init(const Settings& settings) {
       return st;
     }
   }
-  const uint64_t drain_tsc = rte_get_tsc_hz() / 1000000 * settings.tx_drain_us;
+  if (absl::Status st = InitStreams(nb_workers); !st.ok()) {
+    Close();
+    return st;
+  }
+  tsc_hz_ = rte_get_tsc_hz();
+  const uint64_t drain_tsc = tsc_hz_ / 1000000 * settings.tx_drain_us;
   unsigned index = 0;
   unsigned lcore;
   RTE_LCORE_FOREACH_WORKER(lcore) {
@@ -298,15 +537,22 @@ absl::Status Dataplane::Init(const Settings& settings) {
     w->drain_tsc = drain_tsc;
     w->stop = &stop_;
     w->nb_ports = static_cast<uint16_t>(ports_.size());
-    const std::string ring_name = absl::StrCat("karl_exc_", index);
-    w->exceptions = rte_ring_create(ring_name.c_str(), settings.exception_ring_size,
-                                    static_cast<int>(rte_lcore_to_socket_id(lcore)),
-                                    RING_F_SP_ENQ | RING_F_SC_DEQ);
-    const std::string tx_ring_name = absl::StrCat("karl_ctx_", index);
-    w->to_transmit =
-        rte_ring_create(tx_ring_name.c_str(), 1024, static_cast<int>(rte_lcore_to_socket_id(lcore)),
-                        RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (w->exceptions == nullptr || w->to_transmit == nullptr) {
+    const int sock = static_cast<int>(rte_lcore_to_socket_id(lcore));
+    w->exceptions =
+        rte_ring_create(absl::StrCat("karl_exc_", index).c_str(), settings.exception_ring_size,
+                        sock, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w->to_transmit = rte_ring_create(absl::StrCat("karl_ctx_", index).c_str(), 1024, sock,
+                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w->handoff =
+        rte_ring_create(absl::StrCat("karl_hof_", index).c_str(), 4096, sock, RING_F_SC_DEQ);
+    w->events = rte_ring_create_elem(absl::StrCat("karl_evt_", index).c_str(), sizeof(WorkerEvent),
+                                     4096, sock, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w->flows = flows_;
+    w->rcu = rcu_;
+    w->streams = &streams_;
+    w->ns_per_tsc = 1e9 / static_cast<double>(tsc_hz_);
+    if (w->exceptions == nullptr || w->to_transmit == nullptr || w->handoff == nullptr ||
+        w->events == nullptr) {
       workers_.push_back(std::move(w));
       Close();
       return absl::ResourceExhaustedError(
@@ -314,6 +560,9 @@ absl::Status Dataplane::Init(const Settings& settings) {
     }
     for (size_t p = 0; p < ports_.size(); ++p) {
       w->ports[p] = ports_[p].ctx;
+      w->egress_ports[p].port_id = ports_[p].port_id;
+      w->egress_ports[p].vlan = ports_[p].settings.vlan;
+      std::memcpy(w->egress_ports[p].mac, ports_[p].mac.bytes().data(), 6);
       w->tx_buffers[p] = static_cast<rte_eth_dev_tx_buffer*>(rte_zmalloc_socket(
           "karl_txbuf", RTE_ETH_TX_BUFFER_SIZE(kMaxBurst), 0, rte_lcore_to_socket_id(lcore)));
       if (w->tx_buffers[p] == nullptr) {
@@ -327,7 +576,151 @@ absl::Status Dataplane::Init(const Settings& settings) {
     workers_.push_back(std::move(w));
     ++index;
   }
+  for (auto& w : workers_) worker_ptrs_.push_back(w.get());
+  for (auto& w : workers_) w->all_workers = worker_ptrs_.data();
   return absl::OkStatus();
+}
+
+absl::Status Dataplane::InitStreams(unsigned nb_workers) {
+  uint64_t n = settings_.max_streams;
+  if (n == 0) {
+    size_t addresses = 0;
+    for (const PortSettings& p : settings_.ports) addresses += p.addresses.size();
+    n = uint64_t{settings_.rtp_port_max - settings_.rtp_port_min + 1u} * addresses;
+  }
+  n = std::clamp<uint64_t>(n, 64, 4u << 20);
+  streams_.size = static_cast<uint32_t>(n);
+  const int socket = static_cast<int>(rte_socket_id());
+  streams_.configs = static_cast<std::atomic<StreamConfig*>*>(
+      rte_zmalloc_socket("karl_stream_cfg", sizeof(std::atomic<StreamConfig*>) * n, 0, socket));
+  streams_.states = static_cast<StreamState*>(
+      rte_zmalloc_socket("karl_stream_state", sizeof(StreamState) * n, kCacheLine, socket));
+  if (streams_.configs == nullptr || streams_.states == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", n, " streams (", n * sizeof(StreamState) >> 20,
+                     " MiB); give EAL more memory with -m or set dataplane.max_streams"));
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    new (&streams_.configs[i]) std::atomic<StreamConfig*>(nullptr);
+    new (&streams_.states[i]) StreamState();
+  }
+  free_streams_.clear();
+  for (uint64_t i = n; i > 0; --i) free_streams_.push_back(static_cast<uint32_t>(i - 1));
+
+  const size_t rcu_size = rte_rcu_qsbr_get_memsize(nb_workers);
+  rcu_ = static_cast<rte_rcu_qsbr*>(
+      rte_zmalloc_socket("karl_rcu", rcu_size, RTE_CACHE_LINE_SIZE, socket));
+  if (rcu_ == nullptr || rte_rcu_qsbr_init(rcu_, nb_workers) != 0) {
+    return absl::ResourceExhaustedError("cannot set up RCU QSBR");
+  }
+  rte_hash_parameters hp{};
+  hp.name = "karl_flows";
+  hp.entries = static_cast<uint32_t>(std::max<uint64_t>(n, 1024));
+  hp.key_len = sizeof(FlowKey);
+  hp.hash_func = nullptr;  // default (CRC32 where available)
+  hp.socket_id = socket;
+  hp.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+  flows_ = rte_hash_create(&hp);
+  if (flows_ == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot create the flow table: ", rte_strerror(rte_errno)));
+  }
+  rte_hash_rcu_config rc{};
+  rc.v = rcu_;
+  rc.mode = RTE_HASH_QSBR_MODE_DQ;
+  if (rte_hash_rcu_qsbr_add(flows_, &rc) != 0) {
+    return absl::InternalError("cannot attach RCU to the flow table");
+  }
+  return absl::OkStatus();
+}
+
+void Dataplane::FreeStreams() {
+  for (Retired& r : retired_) delete r.config;
+  retired_.clear();
+  if (streams_.configs != nullptr) {
+    for (uint32_t i = 0; i < streams_.size; ++i) {
+      delete streams_.configs[i].load(std::memory_order_relaxed);
+    }
+  }
+  if (flows_ != nullptr) rte_hash_free(flows_);
+  flows_ = nullptr;
+  rte_free(rcu_);
+  rcu_ = nullptr;
+  rte_free(streams_.configs);
+  rte_free(streams_.states);
+  streams_ = StreamTable{};
+  free_streams_.clear();
+  worker_ptrs_.clear();
+}
+
+uint32_t Dataplane::AllocateStream() {
+  if (free_streams_.empty()) return kNoStream;
+  const uint32_t id = free_streams_.back();
+  free_streams_.pop_back();
+  return id;
+}
+
+void Dataplane::PublishStream(const StreamConfig& cfg) {
+  auto* fresh = new StreamConfig(cfg);
+  StreamConfig* old = streams_.configs[cfg.id].exchange(fresh, std::memory_order_acq_rel);
+  if (old != nullptr) retired_.push_back(Retired{StartGracePeriod(), old, kNoStream});
+}
+
+void Dataplane::RetireStream(uint32_t id) {
+  StreamConfig* old = streams_.configs[id].exchange(nullptr, std::memory_order_acq_rel);
+  retired_.push_back(Retired{StartGracePeriod(), old, id});
+}
+
+absl::Status Dataplane::AddFlow(const FlowKey& key, uint32_t stream) {
+  const int rc =
+      rte_hash_add_key_data(flows_, &key, reinterpret_cast<void*>(static_cast<uintptr_t>(stream)));
+  if (rc != 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("flow table: ", rte_strerror(-rc)));
+  }
+  return absl::OkStatus();
+}
+
+void Dataplane::RemoveFlow(const FlowKey& key) { rte_hash_del_key(flows_, &key); }
+
+uint64_t Dataplane::StartGracePeriod() { return workers_.empty() ? 0 : rte_rcu_qsbr_start(rcu_); }
+
+bool Dataplane::GracePeriodDone(uint64_t token) {
+  return workers_.empty() || rte_rcu_qsbr_check(rcu_, token, false) == 1;
+}
+
+void Dataplane::Maintain(std::vector<WorkerEvent>* events) {
+  size_t kept = 0;
+  for (Retired& r : retired_) {
+    if (!GracePeriodDone(r.token)) {
+      retired_[kept++] = r;
+      continue;
+    }
+    delete r.config;
+    if (r.stream != kNoStream) {
+      // No worker can still hold the stream: safe to reset its state and reuse it.
+      StreamState& st = streams_.states[r.stream];
+      st.~StreamState();
+      new (&st) StreamState();
+      free_streams_.push_back(r.stream);
+    }
+  }
+  retired_.resize(kept);
+  if (events == nullptr) return;
+  WorkerEvent ev[32];
+  for (auto& w : workers_) {
+    unsigned n;
+    while ((n = rte_ring_sc_dequeue_burst_elem(w->events, ev, sizeof(WorkerEvent), 32, nullptr)) >
+           0) {
+      events->insert(events->end(), ev, ev + n);
+    }
+  }
+}
+
+rte_mbuf* Dataplane::AllocMbuf() { return rte_pktmbuf_alloc(pool_); }
+
+void Dataplane::SendOnPort(size_t port_index, rte_mbuf* m) {
+  m->port = ports_[port_index].port_id;
+  SendThroughWorker(*workers_.front(), m);
 }
 
 absl::Status Dataplane::Start() {
@@ -368,15 +761,17 @@ void Dataplane::Stop() {
 void Dataplane::Close() {
   Stop();
   for (auto& w : workers_) {
-    for (rte_ring* r : {w->exceptions, w->to_transmit}) {
+    for (rte_ring* r : {w->exceptions, w->to_transmit, w->handoff}) {
       if (r == nullptr) continue;
       void* m;
       while (rte_ring_sc_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
       rte_ring_free(r);
     }
     for (auto* b : w->tx_buffers) rte_free(b);
+    rte_ring_free(w->events);
   }
   workers_.clear();
+  FreeStreams();
   for (PortRuntime& p : ports_) {
     uint16_t id;
     if (rte_eth_dev_get_port_by_name(p.settings.device.c_str(), &id) == 0) {

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <rte_ethdev.h>
+#include <rte_hash.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
 #include <atomic>
@@ -18,7 +20,10 @@
 #include "absl/status/status.h"
 #include "common/net_addr.h"
 #include "common/worker_stats.h"
+#include "dataplane/flow.h"
+#include "dataplane/forward.h"
 #include "dataplane/packet.h"
+#include "dataplane/rtp.h"
 
 namespace karl::dp {
 
@@ -44,6 +49,15 @@ struct Settings {
   uint32_t tx_drain_us = 100;
   uint32_t exception_ring_size = 1024;
   bool rss = true;
+  uint32_t max_streams = 0;  // 0 = one per local port: (rtp range) x (addresses)
+  bool verify_udp_checksum = true;
+};
+
+// Every stream's published config and state. Owner: see flow.h.
+struct StreamTable {
+  uint32_t size = 0;
+  std::atomic<StreamConfig*>* configs = nullptr;  // [size], nullptr = not published
+  StreamState* states = nullptr;                  // [size]
 };
 
 // One port as the control plane sees it. Owner: Dataplane (control-plane thread).
@@ -72,6 +86,13 @@ struct ExceptionCounters {
   SingleWriterCounter tx_failed;  // answers the control TX queue did not take
 };
 
+// A neighbor the control plane learned from ARP or NDP on a port.
+struct LearnedNeighbor {
+  uint16_t port_id = 0;
+  IpAddress address;
+  MacAddress mac;
+};
+
 // Per-worker state. Owner: its worker lcore (writes counters, heartbeat, tx
 // buffers); the control plane writes the configuration fields before launch only.
 struct alignas(kCacheLine) WorkerState {
@@ -84,6 +105,14 @@ struct alignas(kCacheLine) WorkerState {
   const std::atomic<bool>* stop = nullptr;
   rte_ring* exceptions = nullptr;   // SP (this worker) / SC (control plane)
   rte_ring* to_transmit = nullptr;  // SP (control plane) / SC (this worker): ARP/ICMP answers
+  rte_ring* handoff = nullptr;      // MP (other workers) / SC: packets of streams we own
+  rte_ring* events = nullptr;       // SP / SC (control plane): WorkerEvent elements
+  rte_hash* flows = nullptr;        // read-only here
+  rte_rcu_qsbr* rcu = nullptr;      // this worker reports quiescence every loop
+  StreamTable* streams = nullptr;
+  WorkerState* const* all_workers = nullptr;  // to find an owner's handoff ring
+  double ns_per_tsc = 0;
+  EgressPort egress_ports[kMaxPorts];
   PortContext ports[kMaxPorts];
   rte_eth_dev_tx_buffer* tx_buffers[kMaxPorts] = {};
   WorkerCounters counters;
@@ -119,20 +148,69 @@ class Dataplane {
   // request (its to_transmit ring); frees the rest.
   unsigned ServiceExceptions(unsigned budget);
   const ExceptionCounters& exception_counters() const { return exception_counters_; }
+  // Neighbors seen in ARP requests/replies and NDP messages to us since the last call.
+  std::vector<LearnedNeighbor> TakeLearnedNeighbors() { return std::move(learned_); }
+
+  // ---- Streams and flows (control-plane thread) ----
+  uint32_t max_streams() const { return streams_.size; }
+  // A free stream id, or kNoStream when every id is in use.
+  uint32_t AllocateStream();
+  // Publishes (or replaces) the config of stream cfg.id; a replaced config is freed
+  // after a grace period.
+  void PublishStream(const StreamConfig& cfg);
+  // Unpublishes a stream; its id comes back (state zeroed) after a grace period.
+  void RetireStream(uint32_t id);
+  absl::Status AddFlow(const FlowKey& key, uint32_t stream);
+  void RemoveFlow(const FlowKey& key);
+  const StreamConfig* stream_config(uint32_t id) const {
+    return streams_.configs[id].load(std::memory_order_relaxed);
+  }
+  const StreamState& stream_state(uint32_t id) const { return streams_.states[id]; }
+  // A grace-period token: GracePeriodDone(token) once every worker has passed a
+  // quiescent state after it (RCU QSBR).
+  uint64_t StartGracePeriod();
+  bool GracePeriodDone(uint64_t token);
+  // Frees what finished grace periods allow and moves worker events to `events`.
+  void Maintain(std::vector<WorkerEvent>* events);
+  // A fresh mbuf for control traffic (ARP/NDP requests); nullptr when the pool is dry.
+  rte_mbuf* AllocMbuf();
+  // Sends a control-plane frame out of port `port_index` (through worker 0).
+  void SendOnPort(size_t port_index, rte_mbuf* m);
+  uint64_t tsc_hz() const { return tsc_hz_; }
 
  private:
   absl::Status InitPort(PortRuntime& port, unsigned nb_workers);
   void HandleException(WorkerState& w, rte_mbuf* m);
+  void Learn(uint16_t port_id, const IpAddress& address, const uint8_t* mac);
+  void LearnFromArp(const rte_mbuf* m, const PortRuntime& port, uint16_t l3);
+  void LearnFromNdp(const rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p);
   void SendThroughWorker(WorkerState& w, rte_mbuf* m);
   const PortRuntime* FindPortById(uint16_t port_id) const;
 
+  absl::Status InitStreams(unsigned nb_workers);
+  void FreeStreams();
+
+  struct Retired {
+    uint64_t token;
+    StreamConfig* config;  // freed when the grace period ends
+    uint32_t stream;       // kNoStream, or an id to zero and recycle
+  };
+
   Settings settings_;
   rte_mempool* pool_ = nullptr;
+  rte_hash* flows_ = nullptr;
+  rte_rcu_qsbr* rcu_ = nullptr;
+  StreamTable streams_;
+  std::vector<uint32_t> free_streams_;
+  std::vector<Retired> retired_;
+  std::vector<WorkerState*> worker_ptrs_;
+  uint64_t tsc_hz_ = 0;
   std::vector<PortRuntime> ports_;
   std::vector<std::unique_ptr<WorkerState>> workers_;
   std::atomic<bool> stop_{false};
   bool running_ = false;
   ExceptionCounters exception_counters_;
+  std::vector<LearnedNeighbor> learned_;
 };
 
 // The poll loop (DESIGN.md "Workers"). Exposed for the benchmark and tests.

@@ -132,11 +132,57 @@ bool AnswerIcmp6(rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p) {
   } else {
     SwapEther(eth, port.mac);
   }
-  (void)kNdOptSourceLinkAddr;
   return true;
 }
 
 }  // namespace
+
+void Dataplane::Learn(uint16_t port_id, const IpAddress& address, const uint8_t* mac) {
+  std::array<uint8_t, 6> b;
+  std::memcpy(b.data(), mac, 6);
+  if (learned_.size() < 4096) learned_.push_back(LearnedNeighbor{port_id, address, MacAddress(b)});
+}
+
+// RFC 826: a request or reply addressed to one of our IPv4 addresses teaches us the
+// sender's MAC.
+void Dataplane::LearnFromArp(const rte_mbuf* m, const PortRuntime& port, uint16_t l3) {
+  if (m->data_len < l3 + sizeof(rte_arp_hdr)) return;
+  const auto* arp = rte_pktmbuf_mtod_offset(m, const rte_arp_hdr*, l3);
+  if (arp->arp_hardware != RTE_BE16(RTE_ARP_HRD_ETHER) ||
+      arp->arp_protocol != RTE_BE16(RTE_ETHER_TYPE_IPV4) ||
+      !port.ctx.IsOurV4(arp->arp_data.arp_tip) || arp->arp_data.arp_sip == 0) {
+    return;
+  }
+  Learn(port.port_id, IpAddress::V4(rte_be_to_cpu_32(arp->arp_data.arp_sip)),
+        arp->arp_data.arp_sha.addr_bytes);
+}
+
+// RFC 4861 §7.2.3/§7.2.5: a solicitation's source link-layer option and an
+// advertisement's target link-layer option teach us a neighbor's MAC.
+void Dataplane::LearnFromNdp(const rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p) {
+  const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv6_hdr*, p.l3_offset);
+  const uint32_t end = p.l3_offset + sizeof(rte_ipv6_hdr) + rte_be_to_cpu_16(ip->payload_len);
+  if (end < p.l4_offset + 24u || ip->hop_limits != 255) return;
+  const uint8_t* icmp = rte_pktmbuf_mtod_offset(m, const uint8_t*, p.l4_offset);
+  const bool ns = icmp[0] == kIcmp6NeighborSolicit;
+  const bool na = icmp[0] == kIcmp6NeighborAdvert;
+  if (!ns && !na) return;
+  static constexpr uint8_t kUnspecified[16] = {};
+  const uint8_t* who = ns ? ip->src_addr : icmp + 8;
+  if (std::memcmp(who, kUnspecified, 16) == 0) return;
+  const uint8_t wanted_opt = ns ? kNdOptSourceLinkAddr : kNdOptTargetLinkAddr;
+  for (uint32_t off = p.l4_offset + 24u; off + 8 <= end;) {
+    const uint8_t* opt = rte_pktmbuf_mtod_offset(m, const uint8_t*, off);
+    if (opt[1] == 0) return;
+    if (opt[0] == wanted_opt && opt[1] == 1) {
+      std::array<uint8_t, 16> b;
+      std::memcpy(b.data(), who, 16);
+      Learn(port.port_id, IpAddress::V6(b), opt + 2);
+      return;
+    }
+    off += uint32_t{opt[1]} * 8;
+  }
+}
 
 void Dataplane::HandleException(WorkerState& w, rte_mbuf* m) {
   const PortRuntime* port = FindPortById(m->port);
@@ -149,6 +195,7 @@ void Dataplane::HandleException(WorkerState& w, rte_mbuf* m) {
         answered = AnswerIcmp4(m, *port, p);
         if (answered) exception_counters_.icmp_echo_replies.Add(1);
       } else if (p.ip_version == 6) {
+        LearnFromNdp(m, *port, p);
         const uint8_t type = rte_pktmbuf_mtod_offset(m, uint8_t*, p.l4_offset)[0];
         answered = AnswerIcmp6(m, *port, p);
         if (answered) {
@@ -157,6 +204,7 @@ void Dataplane::HandleException(WorkerState& w, rte_mbuf* m) {
               .Add(1);
         }
       } else if (p.ip_version == 0) {
+        LearnFromArp(m, *port, p.l3_offset);
         answered = AnswerArp(m, *port, p.l3_offset);
         if (answered) exception_counters_.arp_replies.Add(1);
       }

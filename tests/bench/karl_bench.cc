@@ -1,14 +1,20 @@
-// karl-bench: drives the real worker loop (dataplane::WorkerMain) in-process on a
-// port made of rte_rings and prints packets per second per worker core, beside a
-// reference measured in the same run on the same vdev. Not a test: it prints figures.
+// karl-bench: drives the real worker loop (dataplane::WorkerMain) in-process and
+// prints packets per second on one worker core beside references measured in the
+// same run on the same vdevs. Not a test: it prints figures.
 //
-//   karl-bench [--rounds N] [--packets N] [--size BYTES]
+//   karl-bench [--rounds N] [--packets N] [--sessions N] [--size RTP_BYTES]
+//              [--no-verify-udp-checksum]   (dataplane.verify_udp_checksum: false)
 //
-// Method: the main lcore puts N prepared 172-byte RTP/UDP frames on the port's RX
-// ring in one bulk enqueue, the worker lcore drains it; the time from enqueue to the
-// last packet counted is one round. Rounds repeat; the median is printed.
-// Reference "rxonly": the same drain with a loop that only does rx_burst + free
-// (DPDK testpmd's rxonly forwarding), i.e. the cost of the vdev and the mempool.
+// Ports: "ring" (net_ring made of rte_rings: the main lcore puts frames on its RX
+// ring) and "null" (net_null: transmit frees the packets). Per round the main lcore
+// puts N prepared frames on the ring's RX ring in one bulk enqueue and times until
+// the worker has taken the last one; the median over the rounds is printed.
+//   reference rxonly   rx_burst + free on the ring port (testpmd "rxonly")
+//   reference io-fwd   rx_burst on ring, tx_burst on null (testpmd "io" forwarding)
+//   karl drop          Karl's worker, valid RTP to a port with no session
+//   karl forward       Karl's worker, S sessions (one stream each way is exercised:
+//                      frames cycle over S ingress streams), relay to null
+#include <immintrin.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_eth_ring.h>
@@ -17,6 +23,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,24 +42,31 @@ namespace {
 
 using karl::IpAddress;
 using karl::IpPrefix;
+using karl::test::Bytes;
 
-struct RxOnlyArgs {
-  uint16_t port_id;
+struct RefArgs {
+  uint16_t rx_port;
+  uint16_t tx_port;  // UINT16_MAX: free instead of transmit
   std::atomic<bool>* stop;
   std::atomic<uint64_t>* received;
 };
 
-// The reference loop: what any DPDK app pays to receive and drop on this vdev.
-int RxOnlyMain(void* p) {
-  auto* a = static_cast<RxOnlyArgs*>(p);
+// testpmd's rxonly (tx_port unset) and io (rx -> tx as is) forwarding loops.
+int ReferenceMain(void* p) {
+  auto* a = static_cast<RefArgs*>(p);
   rte_mbuf* pkts[32];
-  uint64_t n_total = 0;
+  uint64_t total = 0;
   while (!a->stop->load(std::memory_order_relaxed)) {
-    const uint16_t n = rte_eth_rx_burst(a->port_id, 0, pkts, 32);
+    const uint16_t n = rte_eth_rx_burst(a->rx_port, 0, pkts, 32);
     if (n == 0) continue;
-    rte_pktmbuf_free_bulk(pkts, n);
-    n_total += n;
-    a->received->store(n_total, std::memory_order_relaxed);
+    if (a->tx_port == UINT16_MAX) {
+      rte_pktmbuf_free_bulk(pkts, n);
+    } else {
+      const uint16_t sent = rte_eth_tx_burst(a->tx_port, 0, pkts, n);
+      if (sent < n) rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+    }
+    total += n;
+    a->received->store(total, std::memory_order_relaxed);
   }
   return 0;
 }
@@ -61,30 +76,54 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// One round: enqueue `count` copies of `frame`, wait until `counted()` reaches
-// `target`; returns packets per second.
-template <typename Counted>
-double Round(rte_mempool* pool, rte_ring* rx, const karl::test::Bytes& frame, unsigned count,
-             uint64_t target, Counted counted) {
+// One round: enqueue `count` frames (cycling over `frames`), wait until `counted()`
+// reaches `target`; returns packets per second.
+double Round(rte_mempool* pool, rte_ring* rx, const std::vector<Bytes>& frames, unsigned count,
+             unsigned* next_frame, uint64_t target, const std::function<uint64_t()>& counted) {
   std::vector<rte_mbuf*> mbufs(count);
   if (rte_pktmbuf_alloc_bulk(pool, mbufs.data(), count) != 0) {
     std::fprintf(stderr, "karl-bench: mbuf pool exhausted\n");
     std::exit(1);
   }
   for (rte_mbuf* m : mbufs) {
-    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(),
-                frame.size());
+    const Bytes& f = frames[(*next_frame)++ % frames.size()];
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
   }
+  // A NIC writes frames by DMA, which leaves them in memory, not dirty in another
+  // core's cache: flush what the main lcore just wrote (mbuf headers and frames) so
+  // the worker meets them as it would meet received packets.
+  for (rte_mbuf* m : mbufs) {
+    auto* hdr = reinterpret_cast<char*>(m);
+    for (unsigned off = 0; off < sizeof(rte_mbuf); off += 64) _mm_clflushopt(hdr + off);
+    auto* data = rte_pktmbuf_mtod(m, char*);
+    for (unsigned off = 0; off < m->data_len + 64u; off += 64) _mm_clflushopt(data + off);
+  }
+  _mm_sfence();
   const uint64_t t0 = rte_rdtsc();
   if (rte_ring_enqueue_bulk(rx, reinterpret_cast<void**>(mbufs.data()), count, nullptr) != count) {
     std::fprintf(stderr, "karl-bench: RX ring too small\n");
     std::exit(1);
   }
+  const uint64_t limit = t0 + rte_get_tsc_hz() * 10;
   while (counted() < target) {
+    if (rte_rdtsc() > limit) {
+      std::fprintf(stderr, "karl-bench: a round did not finish in 10 s\n");
+      std::exit(1);
+    }
   }
   const uint64_t t1 = rte_rdtsc();
   return static_cast<double>(count) * static_cast<double>(rte_get_tsc_hz()) /
          static_cast<double>(t1 - t0);
+}
+
+void Print(const char* name, double pps, double ref_pps, const char* ref_name) {
+  const double mpps = pps / 1e6;
+  if (ref_pps > 0) {
+    std::printf("%-28s %7.2f Mpps %7.1f ns/packet   %.2fx %s\n", name, mpps, 1e3 / mpps,
+                pps / ref_pps, ref_name);
+  } else {
+    std::printf("%-28s %7.2f Mpps %7.1f ns/packet\n", name, mpps, 1e3 / mpps);
+  }
 }
 
 }  // namespace
@@ -92,17 +131,25 @@ double Round(rte_mempool* pool, rte_ring* rx, const karl::test::Bytes& frame, un
 int main(int argc, char** argv) {
   unsigned rounds = 30;
   unsigned packets = 32768;
-  unsigned payload = 172 - 12;  // 172-byte RTP packet = 12-byte header + 160 payload
+  unsigned sessions = 10000;
+  unsigned rtp_size = 172;
+  bool verify_udp_checksum = true;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--no-verify-udp-checksum") verify_udp_checksum = false;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--rounds") rounds = static_cast<unsigned>(std::atoi(argv[i + 1]));
-    if (a == "--packets") packets = static_cast<unsigned>(std::atoi(argv[i + 1]));
-    if (a == "--size") payload = static_cast<unsigned>(std::atoi(argv[i + 1])) - 12;
+    const unsigned v = static_cast<unsigned>(std::atoi(argv[i + 1]));
+    if (a == "--rounds") rounds = std::max(1u, v);
+    if (a == "--packets") packets = std::max(32u, v);
+    if (a == "--sessions") sessions = std::clamp(v, 1u, 20000u);
+    if (a == "--size") rtp_size = std::clamp(v, 12u, 1400u);
   }
   const std::string prefix = "karl-bench-" + std::to_string(getpid());
-  std::vector<std::string> eal = {"karl-bench",  "-l",       "0-1",         "--no-huge",     "-m",
-                                  "1024",        "--no-pci", "--no-shconf", "--file-prefix", prefix,
-                                  "--log-level", "error"};
+  std::vector<std::string> eal = {
+      "karl-bench",  "-l",          "0-1",           "--no-huge", "-m",     "1024",
+      "--no-pci",    "--no-shconf", "--file-prefix", prefix,      "--vdev", "net_null0,no-rx=1",
+      "--log-level", "error"};
   std::vector<char*> eal_argv;
   for (auto& s : eal) eal_argv.push_back(s.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
@@ -112,80 +159,156 @@ int main(int argc, char** argv) {
   const std::string runtime_dir = rte_eal_get_runtime_dir();
   const unsigned worker_lcore = rte_get_next_lcore(-1, 1, 0);
   rte_mempool* pool =
-      rte_pktmbuf_pool_create("bench_pool", packets * 2 + 4095, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+      rte_pktmbuf_pool_create("bench_pool", packets * 2 + 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                               static_cast<int>(rte_socket_id()));
-  const unsigned ring_size = rte_align32pow2(packets + 1);
-  rte_ring* rx = rte_ring_create("bench_rx", ring_size, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  rte_ring* rx =
+      rte_ring_create("bench_rx", rte_align32pow2(packets + 1), 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
   rte_ring* tx = rte_ring_create("bench_tx", 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  uint16_t ring_port = 0;
+  uint16_t null_port = 0;
   if (pool == nullptr || rx == nullptr || tx == nullptr ||
-      rte_eth_from_rings("benchport", &rx, 1, &tx, 1, 0) < 0) {
-    std::fprintf(stderr, "karl-bench: cannot create pool/rings/port\n");
+      rte_eth_from_rings("benchport", &rx, 1, &tx, 1, 0) < 0 ||
+      rte_eth_dev_get_port_by_name("net_ring_benchport", &ring_port) != 0 ||
+      rte_eth_dev_get_port_by_name("net_null0", &null_port) != 0) {
+    std::fprintf(stderr, "karl-bench: cannot create pool/rings/ports\n");
     return 1;
   }
-  uint16_t port_id = 0;
-  rte_eth_dev_get_port_by_name("net_ring_benchport", &port_id);
 
-  karl::test::UdpSpec spec{*IpAddress::Parse("198.51.100.2"), *IpAddress::Parse("198.51.100.1")};
-  spec.payload.assign(payload, 0x5a);
-  spec.payload[0] = 0x80;  // RTP v2
-  const karl::test::Bytes frame = karl::test::BuildUdp(spec);
-
-  // Reference: rx + free on the same vdev.
-  std::vector<double> ref;
-  {
-    rte_eth_conf conf{};
-    rte_eth_dev_configure(port_id, 1, 1, &conf);
-    rte_eth_rx_queue_setup(port_id, 0, 1024, 0, nullptr, pool);
-    rte_eth_tx_queue_setup(port_id, 0, 1024, 0, nullptr);
-    rte_eth_dev_start(port_id);
-    std::atomic<bool> stop{false};
-    std::atomic<uint64_t> received{0};
-    RxOnlyArgs args{port_id, &stop, &received};
-    rte_eal_remote_launch(RxOnlyMain, &args, worker_lcore);
-    for (unsigned r = 0; r < rounds; ++r) {
-      const uint64_t target = received.load() + packets;
-      ref.push_back(Round(pool, rx, frame, packets, target, [&] { return received.load(); }));
-    }
-    stop.store(true);
-    rte_eal_wait_lcore(worker_lcore);
-    rte_eth_dev_stop(port_id);
+  // Frames: RTP from 198.51.100.2 to 198.51.100.1:20000+2i (session i's leg 0).
+  const IpAddress ours = *IpAddress::Parse("198.51.100.1");
+  const IpAddress peer = *IpAddress::Parse("198.51.100.2");
+  std::vector<Bytes> frames;
+  for (unsigned i = 0; i < sessions; ++i) {
+    karl::test::UdpSpec spec{peer, ours, 40000, static_cast<uint16_t>(20000 + 2 * i)};
+    spec.payload = karl::test::RtpPayload(static_cast<uint16_t>(i), 0x1000 + i);
+    spec.payload.resize(rtp_size, 0x5a);
+    frames.push_back(karl::test::BuildUdp(spec));
   }
 
-  // Karl: the real worker loop (parse, validate Ethernet/IPv4/UDP incl. checksums,
-  // count, drop as no_session until the flow table exists).
-  std::vector<double> karl;
-  {
-    karl::dp::Settings s;
-    s.ports.push_back(karl::dp::PortSettings{
-        "bench", "net_ring_benchport", {*IpPrefix::Parse("198.51.100.1/24")}, 0, 1500, 1024, 1024});
-    karl::dp::Dataplane dp;
-    if (auto st = dp.Init(s); !st.ok() || !dp.Start().ok()) {
-      std::fprintf(stderr, "karl-bench: dataplane init failed: %s\n",
+  karl::dp::Settings s;
+  s.ports.push_back(karl::dp::PortSettings{
+      "ring", "net_ring_benchport", {*IpPrefix::Parse("198.51.100.1/24")}, 0, 1500, 1024, 1024});
+  s.ports.push_back(karl::dp::PortSettings{
+      "null", "net_null0", {*IpPrefix::Parse("203.0.113.1/24")}, 0, 1500, 1024, 1024});
+  s.rtp_port_min = 20000;
+  s.rtp_port_max = 59999;
+  s.verify_udp_checksum = verify_udp_checksum;
+  karl::dp::Dataplane dp;
+  if (auto st = dp.Init(s); !st.ok()) {
+    std::fprintf(stderr, "karl-bench: dataplane init failed: %s\n",
+                 std::string(st.message()).c_str());
+    return 1;
+  }
+  // S sessions: leg 0 receives on 198.51.100.1:20000+2i, leg 1 sends from
+  // 203.0.113.1:40000+2i to 203.0.113.9:50000 via the null port. The drop frames go to
+  // 20001+2i, where no stream listens.
+  const IpAddress far = *IpAddress::Parse("203.0.113.9");
+  const IpAddress ours_b = *IpAddress::Parse("203.0.113.1");
+  for (unsigned i = 0; i < sessions; ++i) {
+    karl::dp::StreamConfig cfg;
+    cfg.id = dp.AllocateStream();
+    cfg.latch = false;
+    karl::dp::Egress& e = cfg.egress;
+    e.family = 4;
+    e.have_mac = true;
+    e.port_index = 1;
+    std::memcpy(e.src_addr, ours_b.bytes().data(), 4);
+    std::memcpy(e.dst_addr, far.bytes().data(), 4);
+    e.src_port_be = rte_cpu_to_be_16(static_cast<uint16_t>(40000 + 2 * i));
+    e.dst_port_be = rte_cpu_to_be_16(50000);
+    dp.PublishStream(cfg);
+    const uint16_t port = static_cast<uint16_t>(20000 + 2 * i);
+    if (!dp.AddFlow(karl::dp::MakeFlowKey(4, ours.bytes().data(), rte_cpu_to_be_16(port)), cfg.id)
+             .ok()) {
+      std::fprintf(stderr, "karl-bench: flow table full\n");
+      return 1;
+    }
+  }
+  std::vector<Bytes> drop_frames;
+  for (unsigned i = 0; i < sessions; ++i) {
+    karl::test::UdpSpec spec{peer, ours, 40000, static_cast<uint16_t>(20001 + 2 * i)};
+    spec.payload = karl::test::RtpPayload(static_cast<uint16_t>(i), 0x1000 + i);
+    spec.payload.resize(rtp_size, 0x5a);
+    drop_frames.push_back(karl::test::BuildUdp(spec));
+  }
+
+  // The machine is shared and noisy: measure in blocks that alternate the references
+  // and Karl on the same ports, and report medians over all rounds and of the
+  // per-block ratios.
+  const auto& counters = dp.worker(0).counters;
+  auto rx_count = [&] { return counters.rx_packets.Read(); };
+  std::vector<double> rxonly, iofwd, drop, fwd, drop_ratio, fwd_ratio, drop_busy_ns, fwd_busy_ns;
+  unsigned next = 0;
+  const unsigned blocks = std::max(1u, rounds / 5);
+  uint64_t tx_expected = 0;
+  const uint64_t tx_start = counters.tx_packets.Read();
+  for (unsigned b = 0; b < blocks; ++b) {
+    double block_ref[2] = {0, 0};
+    for (int kind = 0; kind < 2; ++kind) {
+      for (uint16_t p : {ring_port, null_port}) rte_eth_dev_start(p);
+      std::atomic<bool> stop{false};
+      std::atomic<uint64_t> received{0};
+      RefArgs args{ring_port, kind == 0 ? uint16_t{UINT16_MAX} : null_port, &stop, &received};
+      rte_eal_remote_launch(ReferenceMain, &args, worker_lcore);
+      std::vector<double> r;
+      for (unsigned i = 0; i < 5; ++i) {
+        r.push_back(Round(pool, rx, frames, packets, &next, received.load() + packets,
+                          [&] { return received.load(); }));
+      }
+      stop.store(true);
+      rte_eal_wait_lcore(worker_lcore);
+      for (uint16_t p : {ring_port, null_port}) rte_eth_dev_stop(p);
+      (kind == 0 ? rxonly : iofwd).insert((kind == 0 ? rxonly : iofwd).end(), r.begin(), r.end());
+      block_ref[kind] = Median(r);
+    }
+    if (auto st = dp.Start(); !st.ok()) {
+      std::fprintf(stderr, "karl-bench: dataplane start failed: %s\n",
                    std::string(st.message()).c_str());
       return 1;
     }
-    const auto& counters = dp.worker(0).counters;
-    for (unsigned r = 0; r < rounds; ++r) {
-      const uint64_t target = counters.rx_packets.Read() + packets;
-      karl.push_back(
-          Round(pool, rx, frame, packets, target, [&] { return counters.rx_packets.Read(); }));
+    std::vector<double> d, f;
+    unsigned next_drop = 0;
+    uint64_t busy0 = counters.busy_tsc.Read();
+    for (unsigned i = 0; i < 5; ++i) {
+      d.push_back(
+          Round(pool, rx, drop_frames, packets, &next_drop, rx_count() + packets, rx_count));
     }
-    if (counters.udp_packets.Read() != uint64_t{rounds} * packets) {
-      std::fprintf(stderr, "karl-bench: worker did not classify every packet as media\n");
-      return 1;
+    drop_busy_ns.push_back(static_cast<double>(counters.busy_tsc.Read() - busy0) * 1e9 /
+                           static_cast<double>(rte_get_tsc_hz()) / (5.0 * packets));
+    busy0 = counters.busy_tsc.Read();
+    for (unsigned i = 0; i < 5; ++i) {
+      f.push_back(Round(pool, rx, frames, packets, &next, rx_count() + packets, rx_count));
+      tx_expected += packets;
     }
-    dp.Close();
+    fwd_busy_ns.push_back(static_cast<double>(counters.busy_tsc.Read() - busy0) * 1e9 /
+                          static_cast<double>(rte_get_tsc_hz()) / (5.0 * packets));
+    dp.Stop();
+    drop.insert(drop.end(), d.begin(), d.end());
+    fwd.insert(fwd.end(), f.begin(), f.end());
+    drop_ratio.push_back(Median(d) / block_ref[0]);
+    fwd_ratio.push_back(Median(f) / block_ref[1]);
   }
+  const uint64_t forwarded = counters.tx_packets.Read() - tx_start;
+  if (forwarded != tx_expected) {
+    std::fprintf(stderr, "karl-bench: forwarded %llu of %llu packets\n",
+                 static_cast<unsigned long long>(forwarded),
+                 static_cast<unsigned long long>(tx_expected));
+    return 1;
+  }
+  dp.Close();
 
-  const double ref_mpps = Median(ref) / 1e6;
-  const double karl_mpps = Median(karl) / 1e6;
   std::printf(
-      "karl-bench: %u rounds x %u packets of %zu-byte frames (%u-byte RTP), 1 worker core\n",
-      rounds, packets, frame.size(), payload + 12);
-  std::printf("%-34s %8.2f Mpps  %6.1f ns/packet\n", "reference rx+free (net_ring)", ref_mpps,
-              1e3 / ref_mpps);
-  std::printf("%-34s %8.2f Mpps  %6.1f ns/packet  ratio %.2f\n", "karl parse+validate+count+drop",
-              karl_mpps, 1e3 / karl_mpps, karl_mpps / ref_mpps);
+      "karl-bench: %u blocks x 5 rounds x %u frames of %zu bytes (%u-byte RTP), "
+      "%u sessions, 1 worker core, UDP checksum verify %s; medians\n",
+      blocks, packets, frames[0].size(), rtp_size, sessions, verify_udp_checksum ? "on" : "off");
+  Print("reference rxonly (ring)", Median(rxonly), 0, "");
+  Print("reference io-fwd (ring->null)", Median(iofwd), 0, "");
+  Print("karl drop (no session)", Median(drop), 0, "");
+  std::printf("%-28s %.2fx rxonly (median of per-block ratios); worker busy %.1f ns/packet\n", "",
+              Median(drop_ratio), Median(drop_busy_ns));
+  Print("karl forward", Median(fwd), 0, "");
+  std::printf("%-28s %.2fx io-fwd (median of per-block ratios); worker busy %.1f ns/packet\n", "",
+              Median(fwd_ratio), Median(fwd_busy_ns));
   rte_eal_cleanup();
   std::error_code ec;
   std::filesystem::remove_all(runtime_dir, ec);

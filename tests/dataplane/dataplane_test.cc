@@ -391,6 +391,312 @@ TEST_F(DataplaneTest, UnknownDeviceFailsClearlyAndLeavesNothingBehind) {
   EXPECT_TRUE(dp_.Init(settings_).ok());
 }
 
+TEST(ChecksumTest, FastSumMatchesDpdkRawChecksumForEveryLengthAndAlignment) {
+  std::vector<uint8_t> buf(1600);
+  uint32_t x = 12345;
+  for (auto& b : buf) {
+    x = x * 1103515245 + 12345;
+    b = static_cast<uint8_t>(x >> 16);
+  }
+  buf[100] = buf[101] = 0xff;  // runs of 0xff exercise the carries
+  for (uint32_t off = 0; off < 4; ++off) {
+    for (uint32_t len = 0; len <= 1500; ++len) {
+      ASSERT_EQ(detail::FastSum(buf.data() + off, len), rte_raw_cksum(buf.data() + off, len))
+          << "offset " << off << " length " << len;
+    }
+  }
+  std::vector<uint8_t> ones(65535, 0xff);
+  EXPECT_EQ(detail::FastSum(ones.data(), 65535), rte_raw_cksum(ones.data(), 65535));
+}
+
+// ---- The relay path: streams, forward action, latching, RTCP ----
+
+const IpAddress kOurV4b = *IpAddress::Parse("203.0.113.1");
+const IpAddress kFarV4 = *IpAddress::Parse("203.0.113.9");
+const IpAddress kFarV6 = *IpAddress::Parse("2001:db8::9");
+const MacAddress kNextHopMac = *MacAddress::Parse("02:00:00:00:00:99");
+
+class RelayTest : public DataplaneTest {
+ protected:
+  void SetUp() override {
+    DataplaneTest::SetUp();
+    settings_.ports[0].addresses.push_back(*IpPrefix::Parse("203.0.113.1/24"));
+    ASSERT_NO_FATAL_FAILURE(StartDataplane());
+  }
+
+  static Egress MakeEgress(const IpAddress& src, uint16_t sport, const IpAddress& dst,
+                           uint16_t dport, bool with_mac = true) {
+    Egress e;
+    e.family = src.is_v4() ? 4 : 6;
+    e.have_mac = with_mac;
+    std::memcpy(e.src_addr, src.bytes().data(), src.is_v4() ? 4 : 16);
+    std::memcpy(e.dst_addr, dst.bytes().data(), dst.is_v4() ? 4 : 16);
+    e.src_port_be = rte_cpu_to_be_16(sport);
+    e.dst_port_be = rte_cpu_to_be_16(dport);
+    std::memcpy(e.dst_mac, kNextHopMac.bytes().data(), 6);
+    return e;
+  }
+
+  // Publishes a stream receiving on local:port and adds its flow entry.
+  uint32_t AddStream(const IpAddress& local, uint16_t port, StreamConfig cfg) {
+    cfg.id = dp_.AllocateStream();
+    EXPECT_NE(cfg.id, kNoStream);
+    dp_.PublishStream(cfg);
+    EXPECT_TRUE(dp_.AddFlow(MakeFlowKey(local.is_v4() ? 4 : 6, local.bytes().data(),
+                                        rte_cpu_to_be_16(port)),
+                            cfg.id)
+                    .ok());
+    return cfg.id;
+  }
+
+  // What Karl must put on the wire for `payload` leaving src:sport -> dst:dport.
+  Bytes Expected(const IpAddress& src, uint16_t sport, const IpAddress& dst, uint16_t dport,
+                 const Bytes& payload, uint16_t vlan = 0, uint8_t tc = 0) {
+    UdpSpec s{src, dst, sport, dport, payload, vlan, dp_.port(0).mac, kNextHopMac};
+    s.ip_id = 0;  // Karl sends a new datagram: identification 0, DF set, TTL 64
+    s.traffic_class = tc;
+    return test::BuildUdp(s);
+  }
+
+  Bytes Tx() {
+    void* m = nullptr;
+    WaitUntil([&] { return rte_ring_dequeue(tx_, &m) == 0; });
+    if (m == nullptr) return {};
+    auto* mb = static_cast<rte_mbuf*>(m);
+    const auto* p = rte_pktmbuf_mtod(mb, const uint8_t*);
+    Bytes out(p, p + mb->data_len);
+    EXPECT_EQ(mb->pkt_len, mb->data_len);
+    rte_pktmbuf_free(mb);
+    return out;
+  }
+
+  uint64_t StreamDrops(uint32_t id, DropReason r) {
+    return dp_.stream_state(id).drops_by_reason[static_cast<size_t>(r)].Read();
+  }
+};
+
+struct ForwardCase {
+  const char* name;
+  IpAddress peer, local, egress_local, egress_peer;
+};
+
+TEST_F(RelayTest, ForwardRewritesHeadersByteForByte) {
+  const ForwardCase cases[] = {
+      {"v4->v4", kPeerV4, kOurV4, kOurV4b, kFarV4},
+      {"v6->v6", kPeerV6, kOurV6, kOurV6, kFarV6},
+      {"v4->v6", kPeerV4, kOurV4, kOurV6, kFarV6},
+      {"v6->v4", kPeerV6, kOurV6, kOurV4b, kFarV4},
+  };
+  uint16_t port = 30000;
+  for (const ForwardCase& c : cases) {
+    StreamConfig cfg;
+    cfg.latch = false;
+    cfg.egress =
+        MakeEgress(c.egress_local, static_cast<uint16_t>(port + 100), c.egress_peer, 50000);
+    AddStream(c.local, port, cfg);
+    const Bytes payload = test::RtpPayload(7);
+    UdpSpec in{c.peer, c.local, 40000, port, payload};
+    Inject(test::BuildUdp(in));
+    const Bytes out = Tx();
+    EXPECT_EQ(out, Expected(c.egress_local, static_cast<uint16_t>(port + 100), c.egress_peer, 50000,
+                            payload))
+        << c.name;
+    port = static_cast<uint16_t>(port + 2);
+  }
+  EXPECT_EQ(counters().tx_packets.Read(), 4u);
+}
+
+TEST_F(RelayTest, ShortFramePaddingIsTrimmedAndIpv4WithoutChecksumStaysWithout) {
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.is_rtcp = true;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50001);
+  AddStream(kOurV4, 30001, cfg);
+  const Bytes rr = test::RtcpReceiverReport(0xabcdef01);
+  UdpSpec in{kPeerV4, kOurV4, 40001, 30001, rr};
+  in.udp_checksum = false;
+  Bytes frame = test::BuildUdp(in);
+  frame.resize(60, 0);  // Ethernet minimum: 10 bytes of padding after the datagram
+  Inject(frame);
+  const Bytes out = Tx();
+  UdpSpec want{kOurV4b, kFarV4, 30102, 50001, rr, 0, dp_.port(0).mac, kNextHopMac};
+  want.ip_id = 0;
+  want.udp_checksum = false;
+  EXPECT_EQ(out, test::BuildUdp(want));
+}
+
+TEST_F(RelayTest, DscpIsSetOnEgress) {
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  cfg.egress.dscp = 46;  // EF
+  AddStream(kOurV4, 30000, cfg);
+  const Bytes payload = test::RtpPayload(1);
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, payload}));
+  EXPECT_EQ(Tx(), Expected(kOurV4b, 30102, kFarV4, 50000, payload, 0, 46 << 2));
+}
+
+TEST_F(RelayTest, LatchingLearnsThePeerAndStrictSourceDropsOthers) {
+  StreamConfig cfg;
+  cfg.latch = true;
+  cfg.strict_source = true;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  const uint32_t id = AddStream(kOurV4, 30000, cfg);
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, test::RtpPayload(1)}));
+  ASSERT_FALSE(Tx().empty());
+  std::vector<WorkerEvent> events;
+  ASSERT_TRUE(WaitUntil([&] {
+    dp_.Maintain(&events);
+    return !events.empty();
+  }));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, WorkerEvent::kLatched);
+  EXPECT_EQ(events[0].stream, id);
+  EXPECT_EQ(rte_be_to_cpu_16(events[0].port_be), 40000);
+  EXPECT_EQ(std::memcmp(events[0].addr, kPeerV4.bytes().data(), 4), 0);
+  EXPECT_EQ(std::memcmp(events[0].mac, kPeerMac.bytes().data(), 6), 0);
+  // Another source port: strict source drops it; the latched peer still passes.
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40002, 30000, test::RtpPayload(2)}));
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(id, DropReason::kStrictSource) == 1; }));
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, test::RtpPayload(3)}));
+  EXPECT_FALSE(Tx().empty());
+  EXPECT_EQ(dp_.stream_state(id).packets.Read(), 2u);
+  // A new generation (re-INVITE) latches again, on the next packet's source.
+  cfg.id = id;
+  cfg.generation = 1;
+  dp_.PublishStream(cfg);
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40002, 30000, test::RtpPayload(4)}));
+  EXPECT_FALSE(Tx().empty());
+}
+
+TEST_F(RelayTest, NonStrictAcceptsOtherSourcesAndGivenPeerIsChecked) {
+  StreamConfig cfg;
+  cfg.latch = false;  // asymmetric: the given peer is the only "right" source
+  cfg.strict_source = true;
+  cfg.expected_family = 4;
+  cfg.expected_port_be = rte_cpu_to_be_16(40000);
+  std::memcpy(cfg.expected_addr, kPeerV4.bytes().data(), 4);
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  const uint32_t id = AddStream(kOurV4, 30000, cfg);
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40001, 30000, test::RtpPayload(1)}));
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(id, DropReason::kStrictSource) == 1; }));
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, test::RtpPayload(2)}));
+  EXPECT_FALSE(Tx().empty());
+}
+
+TEST_F(RelayTest, RtcpMuxDemuxesToTheRtcpEgressAndItsOwnCounters) {
+  StreamConfig rtcp_cfg;
+  rtcp_cfg.is_rtcp = true;
+  const uint32_t rtcp_id = dp_.AllocateStream();
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.rtcp_mux = true;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  cfg.rtcp_egress = MakeEgress(kOurV4b, 30103, kFarV4, 50001);
+  cfg.rtcp_stream = rtcp_id;
+  const uint32_t id = AddStream(kOurV4, 30000, cfg);
+  const Bytes rtp = test::RtpPayload(9);
+  const Bytes rr = test::RtcpReceiverReport(0x01020304);
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, rtp}));
+  EXPECT_EQ(Tx(), Expected(kOurV4b, 30102, kFarV4, 50000, rtp));
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, rr}));
+  EXPECT_EQ(Tx(), Expected(kOurV4b, 30103, kFarV4, 50001, rr));
+  EXPECT_EQ(dp_.stream_state(id).packets.Read(), 1u);
+  EXPECT_EQ(dp_.stream_state(rtcp_id).packets.Read(), 1u);
+}
+
+TEST_F(RelayTest, InvalidMediaAndMissingDestinationsAreDroppedWithReasons) {
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  const uint32_t rtp_id = AddStream(kOurV4, 30000, cfg);
+  cfg.is_rtcp = true;
+  const uint32_t rtcp_id = AddStream(kOurV4, 30001, cfg);
+  StreamConfig no_peer;
+  no_peer.latch = false;
+  const uint32_t no_peer_id = AddStream(kOurV4, 30002, no_peer);
+  StreamConfig no_mac;
+  no_mac.latch = false;
+  no_mac.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000, false);
+  const uint32_t no_mac_id = AddStream(kOurV4, 30004, no_mac);
+
+  Bytes v1 = test::RtpPayload(1);
+  v1[0] = 0x40;  // RTP version 1
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, v1}));
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(rtp_id, DropReason::kRtpBadVersion) == 1; }));
+  Bytes rtcp = test::RtcpReceiverReport(5);
+  rtcp[3] = 7;  // length field past the packet
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40001, 30001, rtcp}));
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(rtcp_id, DropReason::kRtcpMalformed) == 1; }));
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30002, test::RtpPayload(1)}));
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(no_peer_id, DropReason::kNoPeer) == 1; }));
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30004, test::RtpPayload(1)}));
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(no_mac_id, DropReason::kNoNeighbor) == 1; }));
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30006, test::RtpPayload(1)}));
+  EXPECT_TRUE(WaitUntil([&] { return Drops(DropReason::kNoSession) == 1; }));
+  EXPECT_EQ(rte_ring_count(tx_), 0u);
+}
+
+TEST_F(RelayTest, RtpStatisticsFollowRfc3550) {
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  const uint32_t id = AddStream(kOurV4, 30000, cfg);
+  // Sequence 0..9 with 4 and 7 missing: A.1 probation takes seq 0, counts from 1.
+  for (uint16_t seq : {0, 1, 2, 3, 5, 6, 8, 9}) {
+    Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, test::RtpPayload(seq, 77)}));
+  }
+  ASSERT_TRUE(WaitUntil([&] { return dp_.stream_state(id).packets.Read() == 8; }));
+  const StreamState& st = dp_.stream_state(id);
+  EXPECT_EQ(st.ssrc.Read(), 77u);
+  EXPECT_EQ(st.expected.Read(), 9u);  // 1..9
+  EXPECT_EQ(st.received.Read(), 7u);  // 1,2,3,5,6,8,9
+  EXPECT_GT(st.last_tsc.Read(), 0u);
+}
+
+TEST_F(RelayTest, RetiredStreamStopsAtOnceAndItsSlotComesBackZeroed) {
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  const uint32_t id = AddStream(kOurV4, 30000, cfg);
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, test::RtpPayload(1)}));
+  ASSERT_FALSE(Tx().empty());
+  dp_.RemoveFlow(MakeFlowKey(4, kOurV4.bytes().data(), rte_cpu_to_be_16(30000)));
+  dp_.RetireStream(id);
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, test::RtpPayload(2)}));
+  EXPECT_TRUE(WaitUntil([&] { return Drops(DropReason::kNoSession) == 1; }));
+  EXPECT_TRUE(WaitUntil([&] {
+    dp_.Maintain(nullptr);
+    return dp_.stream_state(id).packets.Read() == 0;
+  })) << "state not reset after the grace period";
+  EXPECT_EQ(dp_.stream_config(id), nullptr);
+}
+
+class VlanRelayTest : public RelayTest {
+ protected:
+  void SetUp() override {
+    DataplaneTest::SetUp();
+    settings_.ports[0].vlan = 100;
+    settings_.ports[0].addresses.push_back(*IpPrefix::Parse("203.0.113.1/24"));
+    ASSERT_NO_FATAL_FAILURE(StartDataplane());
+  }
+};
+
+TEST_F(VlanRelayTest, TaggedInTaggedOutByteForByte) {
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV6, 30102, kFarV6, 50000);
+  AddStream(kOurV4, 30000, cfg);
+  const Bytes payload = test::RtpPayload(3);
+  UdpSpec in{kPeerV4, kOurV4, 40000, 30000, payload};
+  in.vlan = 100;
+  Inject(test::BuildUdp(in));
+  EXPECT_EQ(Tx(), Expected(kOurV6, 30102, kFarV6, 50000, payload, 100));
+  // Untagged traffic does not belong to this port.
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, payload}));
+  EXPECT_TRUE(WaitUntil([&] { return Drops(DropReason::kVlanNotConfigured) == 1; }));
+}
+
 }  // namespace
 }  // namespace karl::dp
 

@@ -27,12 +27,12 @@ void PutEther(Bytes& b, const MacAddress& dst, const MacAddress& src, uint16_t v
 }
 
 void PutIpv4(Bytes& b, const IpAddress& src, const IpAddress& dst, uint8_t proto,
-             uint16_t payload_len) {
+             uint16_t payload_len, uint16_t id = 0x1234, uint8_t tos = 0) {
   const size_t start = b.size();
   b.push_back(0x45);
-  b.push_back(0);
+  b.push_back(tos);
   Put16(b, static_cast<uint16_t>(20 + payload_len));
-  Put16(b, 0x1234);  // id
+  Put16(b, id);
   Put16(b, 0x4000);  // DF
   b.push_back(64);
   b.push_back(proto);
@@ -45,8 +45,8 @@ void PutIpv4(Bytes& b, const IpAddress& src, const IpAddress& dst, uint8_t proto
 }
 
 void PutIpv6(Bytes& b, const IpAddress& src, const IpAddress& dst, uint8_t nh, uint16_t payload_len,
-             uint8_t hop_limit = 64) {
-  Put16(b, 0x6000);
+             uint8_t hop_limit = 64, uint8_t tc = 0) {
+  Put16(b, static_cast<uint16_t>(0x6000 | (tc << 4)));
   Put16(b, 0);
   Put16(b, payload_len);
   b.push_back(nh);
@@ -88,9 +88,9 @@ Bytes BuildUdp(const UdpSpec& s) {
   PutEther(b, s.dst_mac, s.src_mac, s.vlan, v4 ? 0x0800 : 0x86dd);
   const uint16_t udp_len = static_cast<uint16_t>(8 + s.payload.size());
   if (v4) {
-    PutIpv4(b, s.src, s.dst, 17, udp_len);
+    PutIpv4(b, s.src, s.dst, 17, udp_len, s.ip_id, s.traffic_class);
   } else {
-    PutIpv6(b, s.src, s.dst, 17, udp_len);
+    PutIpv6(b, s.src, s.dst, 17, udp_len, 64, s.traffic_class);
   }
   const size_t udp = b.size();
   Put16(b, s.sport);
@@ -170,6 +170,27 @@ Bytes BuildNeighborSolicit(const MacAddress& src_mac, const IpAddress& src,
   b.push_back(1);
   PutBytes(b, src_mac.bytes().data(), 6);
   SetChecksum(b, icmp + 2, InternetChecksum(b.data() + icmp, len, PseudoSum(src, dst, 58, len)));
+  return b;
+}
+
+Bytes RtpPayload(uint16_t seq, uint32_t ssrc, uint8_t pt) {
+  Bytes b;
+  b.push_back(0x80);
+  b.push_back(pt);
+  Put16(b, seq);
+  const uint32_t ts = uint32_t{seq} * 160;
+  Put16(b, static_cast<uint16_t>(ts >> 16));
+  Put16(b, static_cast<uint16_t>(ts));
+  Put16(b, static_cast<uint16_t>(ssrc >> 16));
+  Put16(b, static_cast<uint16_t>(ssrc));
+  for (int i = 0; i < 160; ++i) b.push_back(static_cast<uint8_t>(seq * 7 + i));
+  return b;
+}
+
+Bytes RtcpReceiverReport(uint32_t ssrc) {
+  Bytes b = {0x80, 201, 0, 1};  // V=2, RC=0, PT=RR, length 1 (8 bytes)
+  Put16(b, static_cast<uint16_t>(ssrc >> 16));
+  Put16(b, static_cast<uint16_t>(ssrc));
   return b;
 }
 

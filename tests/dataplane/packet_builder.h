@@ -21,8 +21,15 @@ struct UdpSpec {
   uint16_t vlan = 0;
   MacAddress src_mac = *MacAddress::Parse("02:00:00:00:00:02");
   MacAddress dst_mac = *MacAddress::Parse("02:00:00:00:00:01");
-  bool udp_checksum = true;  // IPv4: false writes 0 (= none)
+  bool udp_checksum = true;   // IPv4: false writes 0 (= none)
+  uint16_t ip_id = 0x1234;    // IPv4 identification
+  uint8_t traffic_class = 0;  // IPv4 TOS / IPv6 traffic class
 };
+
+// A 172-byte RTP packet (12-byte header + 160 bytes) with this sequence number.
+Bytes RtpPayload(uint16_t seq, uint32_t ssrc = 0x11223344, uint8_t pt = 0);
+// An RTCP receiver report (RR with no report blocks) from `ssrc`.
+Bytes RtcpReceiverReport(uint32_t ssrc);
 
 // A complete Ethernet frame carrying UDP over IPv4 or IPv6 (by src family).
 Bytes BuildUdp(const UdpSpec& spec);

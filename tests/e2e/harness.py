@@ -192,3 +192,38 @@ def run_karl_once(args, env=None, timeout=30):
     e.update(env or {})
     return subprocess.run([KARL_DP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=e, timeout=timeout)
+
+
+def http_json(method, url, body=None, token=None, timeout=5):
+    """Returns (status, parsed JSON body or None, headers)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            text = r.read().decode()
+            return r.status, (json.loads(text) if text else None), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        text = e.read().decode()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = {"raw": text}
+        return e.code, parsed, dict(e.headers)
+
+
+PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "udp_peer.py")
+
+
+def peer(ns, *args, timeout=60):
+    """Runs udp_peer.py in a namespace to completion; returns its stdout."""
+    return ns.run("python3", PEER, *[str(a) for a in args], timeout=timeout).stdout
+
+
+def peer_bg(ns, *args):
+    """Starts udp_peer.py in a namespace in the background; returns the Popen."""
+    return subprocess.Popen(["ip", "netns", "exec", ns.name, "python3", PEER, *[str(a) for a in args]],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -1,0 +1,142 @@
+// Sessions (calls) and their legs: local port allocation, the streams and flow-table
+// entries that make the workers relay media, latching, next-hop resolution (ARP/NDP),
+// media timeouts. The only writer of the flow table.
+// Thread: control-plane thread only (other threads go through SessionServiceQueue).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "controlplane/config.h"
+#include "controlplane/control_queue.h"
+#include "controlplane/session_service.h"
+#include "controlplane/session_types.h"
+#include "dataplane/dataplane.h"
+
+namespace karl {
+
+class SessionManager {
+ public:
+  SessionManager(const Config& config, dp::Dataplane* dataplane);
+  ~SessionManager();
+
+  absl::StatusOr<SessionInfo> Create(const SessionSpec& spec);
+  absl::StatusOr<SessionInfo> Get(const std::string& id) const;
+  absl::StatusOr<SessionPage> List(const SessionFilter& filter) const;
+  absl::StatusOr<SessionInfo> Update(const std::string& id, const SessionUpdate& update);
+  absl::StatusOr<SessionInfo> Delete(const std::string& id);
+
+  // Periodic work (call every few ms): latch events, neighbor answers, retries,
+  // grace periods (ports come back only after every worker let go), media timeouts.
+  void Tick();
+
+  size_t active_sessions() const { return active_; }
+  size_t free_port_pairs() const;
+  uint64_t sessions_created() const { return created_total_; }
+  uint64_t sessions_ended_timeout() const { return ended_timeout_; }
+
+ private:
+  struct PortPool;  // free RTP/RTCP pairs of one local address
+  struct Leg {
+    LegSpec spec;
+    size_t port_index = 0;
+    IpAddress local;
+    uint16_t rtp_port = 0;
+    uint16_t rtcp_port = 0;
+    PortPool* pool = nullptr;
+    std::optional<Endpoint> peer;  // current RTP destination (given or latched)
+    uint16_t peer_rtcp_port = 0;   // current RTCP destination port
+    bool latched = false;
+    std::optional<MacAddress> mac;  // next hop toward peer, when known
+    uint32_t rtp_stream = dp::kNoStream;
+    uint32_t rtcp_stream = dp::kNoStream;
+    uint32_t generation = 1;
+  };
+  struct Session {
+    std::string id;
+    std::string call_id, from_tag, to_tag;
+    bool ended = false;
+    std::string end_reason;
+    int64_t created_ms = 0;
+    int64_t last_signal_ms = 0;
+    std::chrono::steady_clock::time_point last_signal;
+    uint32_t media_timeout_s = 0;
+    std::vector<Leg> legs;
+    SessionInfo final_info;  // when ended
+  };
+  struct StreamRef {
+    Session* session;
+    size_t leg;
+    bool rtcp;
+  };
+  struct PendingRelease {
+    uint64_t token;
+    PortPool* pool;
+    uint16_t rtp_port;
+  };
+  struct NeighborKey {
+    size_t port_index;
+    IpAddress address;
+    auto operator<=>(const NeighborKey&) const = default;
+  };
+  struct Resolution {
+    std::chrono::steady_clock::time_point next_try;
+    int tries = 0;
+  };
+
+  absl::Status AllocateLeg(const LegSpec& spec, size_t index, Leg* leg);
+  void ReleaseLeg(Leg& leg);
+  void PublishLeg(Session& s, size_t leg);  // the two streams that receive on leg `leg`
+  dp::Egress EgressToward(const Leg& to, bool rtcp) const;
+  std::optional<IpAddress> NextHop(const Leg& leg) const;
+  void RefreshMac(Leg& leg);
+  void SendResolution(size_t port_index, const IpAddress& target);
+  void HandleEvent(const dp::WorkerEvent& ev);
+  void LearnNeighbors();
+  void EndSession(Session& s, const std::string& reason);
+  SessionInfo Describe(const Session& s) const;
+  StreamStats ReadStream(uint32_t id) const;
+  void CheckTimeouts();
+
+  const Config& config_;
+  dp::Dataplane* dp_;
+  std::vector<std::unique_ptr<PortPool>> pools_;
+  std::map<std::string, std::unique_ptr<Session>> sessions_;  // active and recently ended
+  std::deque<std::string> ended_order_;                       // oldest ended first
+  std::map<uint32_t, StreamRef> stream_refs_;
+  std::vector<PendingRelease> pending_releases_;
+  std::map<NeighborKey, MacAddress> neighbors_;
+  std::map<NeighborKey, Resolution> resolving_;
+  std::chrono::steady_clock::time_point last_timeout_check_;
+  size_t active_ = 0;
+  uint64_t created_total_ = 0;
+  uint64_t ended_timeout_ = 0;
+  uint64_t next_id_ = 0;
+};
+
+// SessionService for other threads: every call runs on the control-plane thread
+// through the ControlQueue.
+class SessionServiceQueue : public SessionService {
+ public:
+  SessionServiceQueue(SessionManager* manager, ControlQueue* queue)
+      : manager_(manager), queue_(queue) {}
+  absl::StatusOr<SessionInfo> CreateSession(const SessionSpec& spec) override;
+  absl::StatusOr<SessionInfo> GetSession(const std::string& id) override;
+  absl::StatusOr<SessionPage> ListSessions(const SessionFilter& filter) override;
+  absl::StatusOr<SessionInfo> UpdateSession(const std::string& id,
+                                            const SessionUpdate& update) override;
+  absl::StatusOr<SessionInfo> DeleteSession(const std::string& id) override;
+
+ private:
+  SessionManager* manager_;
+  ControlQueue* queue_;
+};
+
+}  // namespace karl

@@ -1,0 +1,117 @@
+// Requests and answers of the session manager, shared by the REST API and (later)
+// the ng protocol. Plain values, no behaviour. Thread: any.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/drop_reasons.h"
+#include "common/net_addr.h"
+
+namespace karl {
+
+struct Endpoint {
+  IpAddress address;
+  uint16_t port = 0;
+  bool operator==(const Endpoint&) const = default;
+};
+
+// One leg as the signalling side asks for it.
+struct LegSpec {
+  // Remote RTP address/port. Absent: learned from the first valid packet (latching).
+  std::optional<Endpoint> peer;
+  // Remote RTCP port; absent: peer port + 1 (or the RTP port with rtcp_mux).
+  std::optional<uint16_t> peer_rtcp_port;
+  // Name of the Karl port (config ports[].name) to allocate on; empty: the first
+  // port with an address of the wanted family.
+  std::string interface;
+  // Address family of the local address; absent: the peer's family, else IPv4.
+  std::optional<IpAddress::Family> family;
+  bool rtcp_mux = false;        // RTP and RTCP share one local port (RFC 5761)
+  bool strict_source = false;   // drop packets from anything but the (latched) peer
+  bool asymmetric = false;      // never re-latch: keep the given peer even if media comes
+                                // from elsewhere (symmetric latching is the default)
+  std::optional<uint8_t> dscp;  // DSCP to set on packets sent toward this leg's peer
+};
+
+struct SessionSpec {
+  std::string call_id;  // required
+  std::string from_tag;
+  std::string to_tag;
+  std::vector<LegSpec> legs;     // exactly 2 for now
+  uint32_t media_timeout_s = 0;  // 0 = config rtp.media_timeout_s
+};
+
+// A change to a live session (re-INVITE, hold, ...). Unset fields stay.
+struct LegUpdate {
+  std::optional<Endpoint> peer;
+  std::optional<uint16_t> peer_rtcp_port;
+  std::optional<bool> strict_source;
+  std::optional<bool> asymmetric;
+  std::optional<uint8_t> dscp;
+};
+struct SessionUpdate {
+  std::optional<std::string> to_tag;
+  std::vector<std::optional<LegUpdate>> legs;  // by leg index; nullopt = unchanged
+  std::optional<uint32_t> media_timeout_s;
+};
+
+// Statistics of media received on one local port (one direction).
+struct StreamStats {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  uint64_t drops = 0;  // all reasons
+  uint64_t drops_by_reason[kDropReasonCount] = {};
+  double last_packet_age_s = -1;  // -1 = never
+  // RTP (RFC 3550): not filled for RTCP streams.
+  uint32_t ssrc = 0;
+  uint64_t ssrc_changes = 0;
+  uint64_t expected = 0;  // A.3: extended highest seq - base seq + 1
+  int64_t lost = 0;       // expected - received (may be negative: duplicates)
+  double jitter_ms = 0;   // A.8 interarrival jitter
+};
+
+struct LegInfo {
+  unsigned index = 0;
+  std::string interface;         // Karl port name
+  Endpoint local;                // local RTP address/port
+  uint16_t local_rtcp_port = 0;  // == local.port with rtcp_mux
+  std::optional<Endpoint> peer;  // current remote RTP address (given or latched)
+  uint16_t peer_rtcp_port = 0;
+  bool latched = false;  // peer was learned from media
+  bool rtcp_mux = false;
+  bool strict_source = false;
+  bool asymmetric = false;
+  std::optional<uint8_t> dscp;
+  StreamStats rtp;   // received on local RTP port from this leg's peer
+  StreamStats rtcp;  // received on local RTCP port (or demuxed)
+};
+
+struct SessionInfo {
+  std::string id;
+  std::string call_id;
+  std::string from_tag;
+  std::string to_tag;
+  std::string state;       // "active" or "ended"
+  std::string end_reason;  // "deleted", "timeout" when ended
+  int64_t created_unix_ms = 0;
+  int64_t last_signal_unix_ms = 0;
+  uint32_t media_timeout_s = 0;
+  std::vector<LegInfo> legs;
+};
+
+struct SessionFilter {
+  std::string call_id;  // empty = any
+  std::string state;    // empty = any
+  size_t offset = 0;
+  size_t limit = 100;
+};
+
+struct SessionPage {
+  std::vector<SessionInfo> sessions;
+  size_t total = 0;  // matching the filter, before paging
+};
+
+}  // namespace karl

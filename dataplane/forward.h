@@ -1,0 +1,152 @@
+// The forward action's header rewrite: a media packet received on one local port
+// leaves from the egress leg's local address/port toward its peer, with new
+// Ethernet (+802.1Q), IPv4 or IPv6 and UDP headers in front of the unchanged UDP
+// payload. IPv4<->IPv6 bridging is the same operation with another header length.
+// Thread: worker lcores; no allocation.
+#pragma once
+
+#include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/drop_reasons.h"
+#include "dataplane/flow.h"
+#include "dataplane/packet.h"
+
+namespace karl::dp {
+
+// What the worker knows of the egress port.
+struct EgressPort {
+  uint16_t port_id = 0;
+  uint16_t vlan = 0;
+  uint8_t mac[6] = {};
+};
+
+namespace detail {
+
+inline uint32_t Sum16(const void* p, size_t len) noexcept {
+  return FastSum(p, static_cast<uint32_t>(len));  // already folded to 16 bits
+}
+
+// RFC 1624 incremental update: the checksum field `old` covered `old_sum` (folded
+// one's complement sum of the fields that change) and must now cover `new_sum`.
+inline uint16_t UpdateChecksum(uint16_t old, uint32_t old_sum, uint32_t new_sum) noexcept {
+  old_sum = Fold(old_sum);
+  new_sum = Fold(new_sum);
+  uint32_t sum = static_cast<uint16_t>(~old);
+  sum += static_cast<uint16_t>(~old_sum);
+  sum += new_sum;
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  const uint16_t out = static_cast<uint16_t>(~sum);
+  return out == 0 ? 0xffff : out;  // RFC 768: a computed 0 is sent as all ones
+}
+
+}  // namespace detail
+
+// Rewrites `m` in place for `e` and returns kCount on success, else the drop reason.
+// `p` is what ClassifyPacket found for the incoming frame.
+inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egress& e,
+                                   const EgressPort& port) noexcept {
+  if (e.family == 0) return DropReason::kNoPeer;
+  if (!e.have_mac) return DropReason::kNoNeighbor;
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  auto* udp = reinterpret_cast<rte_udp_hdr*>(frame + p.l4_offset);
+  const uint16_t udp_len = rte_be_to_cpu_16(udp->dgram_len);
+
+  // Old pseudo-header addresses and ports, for the incremental checksum update.
+  uint8_t traffic_class;
+  uint32_t old_sum;
+  if (p.ip_version == 4) {
+    const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(frame + p.l3_offset);
+    traffic_class = ip->type_of_service;
+    old_sum = detail::Sum16(&ip->src_addr, 8);
+  } else {
+    const auto* ip = reinterpret_cast<const rte_ipv6_hdr*>(frame + p.l3_offset);
+    traffic_class = static_cast<uint8_t>(rte_be_to_cpu_32(ip->vtc_flow) >> 20);
+    old_sum = detail::Sum16(ip->src_addr, 32);
+  }
+  old_sum += detail::Sum16(&udp->src_port, 4);
+  const uint16_t old_cksum = udp->dgram_cksum;
+  if (e.dscp != 0xff) traffic_class = static_cast<uint8_t>((e.dscp << 2) | (traffic_class & 3));
+
+  // New header stack in front of the UDP header.
+  const uint16_t l2_len = port.vlan ? RTE_ETHER_HDR_LEN + 4 : RTE_ETHER_HDR_LEN;
+  const uint16_t l3_len = e.family == 4 ? sizeof(rte_ipv4_hdr) : sizeof(rte_ipv6_hdr);
+  const uint16_t new_off = static_cast<uint16_t>(l2_len + l3_len);
+  if (new_off > p.l4_offset) {
+    if (rte_pktmbuf_prepend(m, static_cast<uint16_t>(new_off - p.l4_offset)) == nullptr) {
+      return DropReason::kNoHeadroom;
+    }
+  } else if (new_off < p.l4_offset) {
+    rte_pktmbuf_adj(m, static_cast<uint16_t>(p.l4_offset - new_off));
+  }
+  // Drop Ethernet padding and anything past the UDP datagram.
+  const uint32_t want = uint32_t{new_off} + udp_len;
+  if (m->data_len > want) rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - want));
+
+  frame = rte_pktmbuf_mtod(m, uint8_t*);
+  auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
+  std::memcpy(eth->dst_addr.addr_bytes, e.dst_mac, 6);
+  std::memcpy(eth->src_addr.addr_bytes, port.mac, 6);
+  const uint16_t l3_type = e.family == 4 ? RTE_ETHER_TYPE_IPV4 : RTE_ETHER_TYPE_IPV6;
+  if (port.vlan) {
+    eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_VLAN);
+    auto* vh = reinterpret_cast<rte_vlan_hdr*>(frame + RTE_ETHER_HDR_LEN);
+    vh->vlan_tci = rte_cpu_to_be_16(port.vlan);
+    vh->eth_proto = rte_cpu_to_be_16(l3_type);
+  } else {
+    eth->ether_type = rte_cpu_to_be_16(l3_type);
+  }
+
+  udp = reinterpret_cast<rte_udp_hdr*>(frame + new_off);
+  udp->src_port = e.src_port_be;
+  udp->dst_port = e.dst_port_be;
+  uint32_t new_sum = detail::Sum16(&udp->src_port, 4);
+  if (e.family == 4) {
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(frame + l2_len);
+    ip->version_ihl = RTE_IPV4_VHL_DEF;
+    ip->type_of_service = traffic_class;
+    ip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(l3_len + udp_len));
+    ip->packet_id = 0;
+    ip->fragment_offset = RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
+    ip->time_to_live = 64;
+    ip->next_proto_id = IPPROTO_UDP;
+    std::memcpy(&ip->src_addr, e.src_addr, 4);
+    std::memcpy(&ip->dst_addr, e.dst_addr, 4);
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    new_sum += detail::Sum16(&ip->src_addr, 8);
+    if (old_cksum == 0) {
+      udp->dgram_cksum = 0;  // RFC 768: none before, none now
+    } else {
+      udp->dgram_cksum = detail::UpdateChecksum(old_cksum, old_sum, new_sum);
+    }
+  } else {
+    auto* ip = reinterpret_cast<rte_ipv6_hdr*>(frame + l2_len);
+    ip->vtc_flow = rte_cpu_to_be_32((6u << 28) | (uint32_t{traffic_class} << 20));
+    ip->payload_len = rte_cpu_to_be_16(udp_len);
+    ip->proto = IPPROTO_UDP;
+    ip->hop_limits = 64;
+    std::memcpy(ip->src_addr, e.src_addr, 16);
+    std::memcpy(ip->dst_addr, e.dst_addr, 16);
+    if (old_cksum == 0) {
+      // IPv4 without checksum bridged to IPv6, where it is mandatory (RFC 8200 §8.1).
+      udp->dgram_cksum = 0;
+      udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip, udp);
+    } else {
+      new_sum += detail::Sum16(ip->src_addr, 32);
+      udp->dgram_cksum = detail::UpdateChecksum(old_cksum, old_sum, new_sum);
+    }
+  }
+  m->port = port.port_id;
+  m->ol_flags = 0;
+  return DropReason::kCount;
+}
+
+}  // namespace karl::dp
