@@ -31,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
+#include "controlplane/http_common.h"
 
 namespace karl {
 namespace {
@@ -591,35 +592,6 @@ absl::StatusOr<std::unique_ptr<httplib::Server>> MakeTlsServer(const std::string
         absl::StrCat("REST API: cannot set up TLS: ", error.empty() ? OpenSslErrors() : error));
   }
   return std::unique_ptr<httplib::Server>(std::move(server));
-}
-
-// The reason a bind to addr:port fails. httplib only says that it failed, so a probe
-// socket set up the same way (SO_REUSEADDR, no SO_REUSEPORT) is bound to learn errno.
-std::string BindFailureReason(const IpAddress& addr, uint16_t port) {
-  sockaddr_storage storage{};
-  socklen_t len = 0;
-  if (addr.is_v4()) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&storage);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    std::memcpy(&sin->sin_addr, addr.bytes().data(), 4);
-    len = sizeof(sockaddr_in);
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&storage);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(port);
-    std::memcpy(&sin6->sin6_addr, addr.bytes().data(), 16);
-    len = sizeof(sockaddr_in6);
-  }
-  const int fd = socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::strerror(errno);
-  int yes = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  const int rc = bind(fd, reinterpret_cast<const sockaddr*>(&storage), len);
-  const int err = errno;
-  close(fd);
-  if (rc != 0) return std::strerror(err);
-  return "bind or listen failed";  // the conflict went away in between; rare
 }
 
 bool IsLoopback(const IpAddress& a) {

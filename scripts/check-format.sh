@@ -13,7 +13,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-files=$(git ls-files '*.cc' '*.h' 2>/dev/null || find common dataplane controlplane tests -name '*.cc' -o -name '*.h')
+files=$(git ls-files --cached --others --exclude-standard '*.cc' '*.h' 2>/dev/null || find common dataplane controlplane tests -name '*.cc' -o -name '*.h')
 bad=()
 for f in $files; do
   if [ "$fix" = 1 ]; then clang-format -i "$f"; continue; fi

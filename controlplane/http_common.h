@@ -1,0 +1,16 @@
+// Pieces the ops and REST HTTP servers share. Thread: any.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/net_addr.h"
+
+namespace karl {
+
+// Why binding a TCP listener to addr:port fails ("Address already in use"). httplib
+// only says that it failed, so this binds a probe socket set up the same way
+// (SO_REUSEADDR, no SO_REUSEPORT) to learn errno.
+std::string BindFailureReason(const IpAddress& addr, uint16_t port);
+
+}  // namespace karl
