@@ -64,10 +64,31 @@ PortContext MakePortContext(const PortSettings& s, uint16_t port_id, uint16_t rt
 struct BurstTally {
   uint32_t drops[kDropReasonCount] = {};
   uint32_t udp = 0;
-  uint32_t tx = 0;
   uint64_t bytes = 0;
-  uint64_t tx_bytes = 0;
 };
+
+// Buffered transmit on a port's TX queue of this worker; tx counters move when the
+// driver takes the packets (a flush), by what it took.
+inline void SettleTx(WorkerState::TxAccount& a, uint16_t sent) noexcept {
+  if (sent == 0 && a.unsent_bytes == 0) return;
+  a.counters->tx_packets.Add(sent);
+  a.counters->tx_bytes.Add(a.pending_bytes - a.unsent_bytes);
+  a.pending_bytes = 0;
+  a.unsent_bytes = 0;
+}
+
+inline void Transmit(WorkerState* w, uint16_t port_index, rte_mbuf* m) noexcept {
+  WorkerState::TxAccount& a = w->tx_accounts[port_index];
+  a.pending_bytes += m->pkt_len;
+  const uint16_t sent = rte_eth_tx_buffer(m->port, w->queue, w->tx_buffers[port_index], m);
+  if (sent != 0 || a.unsent_bytes != 0) SettleTx(a, sent);
+}
+
+inline void FlushTx(WorkerState* w, uint16_t port_index) noexcept {
+  const uint16_t sent =
+      rte_eth_tx_buffer_flush(w->ports[port_index].port_id, w->queue, w->tx_buffers[port_index]);
+  SettleTx(w->tx_accounts[port_index], sent);
+}
 
 inline bool SameSource(const StreamState& st, uint8_t family, const uint8_t* addr,
                        uint16_t port_be) noexcept {
@@ -104,7 +125,7 @@ inline uint32_t LookupStream(const WorkerState* w, const rte_mbuf* m,
 // header rewrite and buffered transmit. Returns kCount when the packet was sent or
 // handed to its owner, else the drop reason (the caller frees it).
 inline DropReason ProcessMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& p, uint32_t id,
-                               uint64_t now_tsc, BurstTally* tally) noexcept {
+                               uint64_t now_tsc) noexcept {
   if (id == kNoStream) return DropReason::kNoSession;
   const StreamConfig* cfg = w->streams->configs[id].load(std::memory_order_acquire);
   if (cfg == nullptr) return DropReason::kNoSession;
@@ -203,9 +224,7 @@ inline DropReason ProcessMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& 
   acct.packets.Add(1);
   acct.bytes.Add(len);
   acct.last_tsc.Set(now_tsc);
-  ++tally->tx;
-  tally->tx_bytes += m->pkt_len;
-  rte_eth_tx_buffer(m->port, w->queue, w->tx_buffers[egress.port_index], m);
+  Transmit(w, egress.port_index, m);
   return DropReason::kCount;
 }
 
@@ -278,7 +297,7 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
     }
     for (uint16_t i = 0; i < cnt; ++i) {
       rte_mbuf* m = media[base + i];
-      const DropReason r = ProcessMedia(w, m, media_parsed[base + i], ids[i], now_tsc, tally);
+      const DropReason r = ProcessMedia(w, m, media_parsed[base + i], ids[i], now_tsc);
       if (r != DropReason::kCount) {
         ++tally->drops[static_cast<size_t>(r)];
         to_free[nb_free++] = m;
@@ -310,7 +329,7 @@ inline unsigned ProcessHandoffs(WorkerState* w, BurstTally* tally, uint64_t now_
     ParsedPacket parsed;
     DropReason r = DropReason::kNoSession;
     if (port != nullptr && ClassifyPacket(m, *port, &parsed) == Verdict::kUdp) {
-      r = ProcessMedia(w, m, parsed, LookupStream(w, m, parsed), now_tsc, tally);
+      r = ProcessMedia(w, m, parsed, LookupStream(w, m, parsed), now_tsc);
     }
     if (r != DropReason::kCount) {
       ++tally->drops[static_cast<size_t>(r)];
@@ -335,9 +354,7 @@ inline void TransmitForControlPlane(WorkerState* w) noexcept {
       w->counters.drops[static_cast<size_t>(DropReason::kTxFull)].Add(1);
       continue;
     }
-    w->counters.tx_packets.Add(1);
-    w->counters.tx_bytes.Add(m->pkt_len);
-    rte_eth_tx_buffer(m->port, w->queue, w->tx_buffers[p], m);
+    Transmit(w, p, m);
   }
 }
 
@@ -369,10 +386,6 @@ int WorkerMain(void* arg) {
       w->counters.rx_packets.Add(rx);
       w->counters.rx_bytes.Add(tally.bytes);
       if (tally.udp) w->counters.udp_packets.Add(tally.udp);
-      if (tally.tx) {
-        w->counters.tx_packets.Add(tally.tx);
-        w->counters.tx_bytes.Add(tally.tx_bytes);
-      }
       for (size_t r = 0; r < kDropReasonCount; ++r) {
         if (tally.drops[r]) w->counters.drops[r].Add(tally.drops[r]);
       }
@@ -382,14 +395,14 @@ int WorkerMain(void* arg) {
     if (now - last_drain >= w->drain_tsc) {
       TransmitForControlPlane(w);
       for (uint16_t p = 0; p < w->nb_ports; ++p) {
-        rte_eth_tx_buffer_flush(w->ports[p].port_id, w->queue, w->tx_buffers[p]);
+        FlushTx(w, p);
       }
       w->heartbeat.tsc.store(now, std::memory_order_relaxed);
       last_drain = now;
     }
   }
   for (uint16_t p = 0; p < w->nb_ports; ++p) {
-    rte_eth_tx_buffer_flush(w->ports[p].port_id, w->queue, w->tx_buffers[p]);
+    FlushTx(w, p);
   }
   rte_rcu_qsbr_thread_offline(w->rcu, w->index);
   rte_rcu_qsbr_thread_unregister(w->rcu, w->index);
@@ -400,8 +413,9 @@ namespace {
 
 // TX buffer error callback: the packets tx did not take are freed and counted.
 void CountUnsent(rte_mbuf** unsent, uint16_t count, void* userdata) {
-  auto* counters = static_cast<WorkerCounters*>(userdata);
-  counters->drops[static_cast<size_t>(DropReason::kTxFull)].Add(count);
+  auto* a = static_cast<WorkerState::TxAccount*>(userdata);
+  a->counters->drops[static_cast<size_t>(DropReason::kTxFull)].Add(count);
+  for (uint16_t i = 0; i < count; ++i) a->unsent_bytes += unsent[i]->pkt_len;
   rte_pktmbuf_free_bulk(unsent, count);
 }
 
@@ -571,7 +585,8 @@ absl::Status Dataplane::Init(const Settings& settings) {
         return absl::ResourceExhaustedError("cannot allocate TX buffers");
       }
       rte_eth_tx_buffer_init(w->tx_buffers[p], w->burst);
-      rte_eth_tx_buffer_set_err_callback(w->tx_buffers[p], CountUnsent, &w->counters);
+      w->tx_accounts[p].counters = &w->counters;
+      rte_eth_tx_buffer_set_err_callback(w->tx_buffers[p], CountUnsent, &w->tx_accounts[p]);
     }
     workers_.push_back(std::move(w));
     ++index;

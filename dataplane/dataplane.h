@@ -115,6 +115,12 @@ struct alignas(kCacheLine) WorkerState {
   EgressPort egress_ports[kMaxPorts];
   PortContext ports[kMaxPorts];
   rte_eth_dev_tx_buffer* tx_buffers[kMaxPorts] = {};
+  // What sits in each TX buffer, so tx counters count what the driver took.
+  struct TxAccount {
+    uint64_t pending_bytes = 0;  // bytes buffered since the last flush
+    uint64_t unsent_bytes = 0;   // of those, refused by the driver (tx_full)
+    WorkerCounters* counters = nullptr;
+  } tx_accounts[kMaxPorts];
   WorkerCounters counters;
   WorkerHeartbeat heartbeat;
 };

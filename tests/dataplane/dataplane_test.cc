@@ -503,7 +503,7 @@ TEST_F(RelayTest, ForwardRewritesHeadersByteForByte) {
         << c.name;
     port = static_cast<uint16_t>(port + 2);
   }
-  EXPECT_EQ(counters().tx_packets.Read(), 4u);
+  EXPECT_TRUE(WaitUntil([&] { return counters().tx_packets.Read() == 4; }));
 }
 
 TEST_F(RelayTest, ShortFramePaddingIsTrimmedAndIpv4WithoutChecksumStaysWithout) {
@@ -670,6 +670,43 @@ TEST_F(RelayTest, RetiredStreamStopsAtOnceAndItsSlotComesBackZeroed) {
     return dp_.stream_state(id).packets.Read() == 0;
   })) << "state not reset after the grace period";
   EXPECT_EQ(dp_.stream_config(id), nullptr);
+}
+
+TEST_F(RelayTest, NoHeadroomForTheLongerIpv6HeaderIsCounted) {
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV6, 30102, kFarV6, 50000);
+  const uint32_t id = AddStream(kOurV4, 30000, cfg);
+  const Bytes frame = test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, test::RtpPayload(1)});
+  rte_mbuf* m = rte_pktmbuf_alloc(g_test_pool);
+  m->data_off = 0;  // a PMD that leaves no headroom
+  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(),
+              frame.size());
+  m->port = dp_.port(0).port_id;
+  ASSERT_EQ(rte_ring_enqueue(rx_, m), 0);
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(id, DropReason::kNoHeadroom) == 1; }));
+  EXPECT_EQ(Drops(DropReason::kNoHeadroom), 1u);
+}
+
+TEST_F(RelayTest, FullTransmitQueueIsCountedAsTxFull) {
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  AddStream(kOurV4, 30000, cfg);
+  // Fill the port's TX ring so the driver takes nothing.
+  std::vector<rte_mbuf*> filler;
+  while (rte_ring_free_count(tx_) > 0) {
+    rte_mbuf* f = rte_pktmbuf_alloc(g_test_pool);
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(rte_ring_enqueue(tx_, f), 0);
+  }
+  for (uint16_t seq = 0; seq < 5; ++seq) {
+    Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, test::RtpPayload(seq)}));
+  }
+  EXPECT_TRUE(WaitUntil([&] { return Drops(DropReason::kTxFull) == 5; }))
+      << "tx_full " << Drops(DropReason::kTxFull);
+  EXPECT_EQ(counters().tx_packets.Read(), 0u) << "packets the driver refused counted as sent";
+  EXPECT_EQ(counters().tx_bytes.Read(), 0u);
 }
 
 class VlanRelayTest : public RelayTest {

@@ -123,7 +123,7 @@ TEST(MultiWorkerTest, StreamIsOwnedByOneWorkerAndOthersHandOver) {
   EXPECT_EQ(dp.worker(1).counters.handoffs.Read(), 0u);
   EXPECT_EQ(dp.worker(0).counters.tx_packets.Read(), 0u)
       << "worker 0 relayed a packet it does not own";
-  EXPECT_EQ(dp.worker(1).counters.tx_packets.Read(), 3u);
+  EXPECT_TRUE(WaitUntil([&] { return dp.worker(1).counters.tx_packets.Read() == 3; }));
   // All three left on worker 1's TX queue, in order.
   EXPECT_TRUE(WaitUntil([&] { return rte_ring_count(tx[1]) == 3; }));
   EXPECT_EQ(rte_ring_count(tx[0]), 0u);
