@@ -1,0 +1,703 @@
+#include "dataplane/srtp.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace karl::dp {
+namespace {
+
+constexpr SrtpSuiteInfo kSuites[kSrtpSuiteCount] = {
+    {"AES_CM_128_HMAC_SHA1_80", 16, 14, 14, 20, 10, 10, false},
+    {"AES_CM_128_HMAC_SHA1_32", 16, 14, 14, 20, 4, 10, false},
+    {"AES_256_CM_HMAC_SHA1_80", 32, 14, 14, 20, 10, 10, false},
+    {"AES_256_CM_HMAC_SHA1_32", 32, 14, 14, 20, 4, 10, false},
+    {"AEAD_AES_128_GCM", 16, 12, 12, 0, 16, 16, true},
+    {"AEAD_AES_256_GCM", 32, 12, 12, 0, 16, 16, true},
+};
+
+// RFC 3711 §4.3.2 labels.
+constexpr uint8_t kLabelRtpEnc = 0x00;
+constexpr uint8_t kLabelRtpAuth = 0x01;
+constexpr uint8_t kLabelRtpSalt = 0x02;
+constexpr uint8_t kLabelRtcpEnc = 0x03;
+constexpr uint8_t kLabelRtcpAuth = 0x04;
+constexpr uint8_t kLabelRtcpSalt = 0x05;
+
+constexpr uint64_t kMaxRoc = 0xffffffffu;
+constexpr uint32_t kMaxSrtcpIndex = 0x7fffffffu;  // RFC 3711 §3.4, 31 bits
+
+inline uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t Load32(const uint8_t* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
+inline void Store32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+// ---- SHA-1 (FIPS 180-4 §6.1) and HMAC (RFC 2104) ------------------------------------------
+
+inline uint32_t Rotl(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+// Rounds unrolled five at a time with the message schedule in a 16-word ring, so the
+// state rotation is register renaming instead of moves.
+#define KARL_SHA1_W(t) \
+  (w[(t)&15] = Rotl(w[((t) + 13) & 15] ^ w[((t) + 8) & 15] ^ w[((t) + 2) & 15] ^ w[(t)&15], 1))
+#define KARL_SHA1_R(a, b, c, d, e, f, k, wt) \
+  do {                                       \
+    e += Rotl(a, 5) + (f) + (k) + (wt);      \
+    b = Rotl(b, 30);                         \
+  } while (0)
+#define KARL_SHA1_F1(b, c, d) (d ^ (b & (c ^ d)))
+#define KARL_SHA1_F2(b, c, d) (b ^ c ^ d)
+#define KARL_SHA1_F3(b, c, d) ((b & c) | (d & (b | c)))
+
+void Sha1Compress(uint32_t h[5], const uint8_t block[64]) noexcept {
+  uint32_t w[16];
+  for (int t = 0; t < 16; ++t) w[t] = Load32(block + 4 * t);
+  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+#define KARL_SHA1_5(F, K, W0, W1, W2, W3, W4)    \
+  KARL_SHA1_R(a, b, c, d, e, F(b, c, d), K, W0); \
+  KARL_SHA1_R(e, a, b, c, d, F(a, b, c), K, W1); \
+  KARL_SHA1_R(d, e, a, b, c, F(e, a, b), K, W2); \
+  KARL_SHA1_R(c, d, e, a, b, F(d, e, a), K, W3); \
+  KARL_SHA1_R(b, c, d, e, a, F(c, d, e), K, W4)
+  KARL_SHA1_5(KARL_SHA1_F1, 0x5a827999, w[0], w[1], w[2], w[3], w[4]);
+  KARL_SHA1_5(KARL_SHA1_F1, 0x5a827999, w[5], w[6], w[7], w[8], w[9]);
+  KARL_SHA1_5(KARL_SHA1_F1, 0x5a827999, w[10], w[11], w[12], w[13], w[14]);
+  KARL_SHA1_5(KARL_SHA1_F1, 0x5a827999, w[15], KARL_SHA1_W(16), KARL_SHA1_W(17), KARL_SHA1_W(18),
+              KARL_SHA1_W(19));
+  for (int t = 20; t < 40; t += 5) {
+    KARL_SHA1_5(KARL_SHA1_F2, 0x6ed9eba1, KARL_SHA1_W(t), KARL_SHA1_W(t + 1), KARL_SHA1_W(t + 2),
+                KARL_SHA1_W(t + 3), KARL_SHA1_W(t + 4));
+  }
+  for (int t = 40; t < 60; t += 5) {
+    KARL_SHA1_5(KARL_SHA1_F3, 0x8f1bbcdc, KARL_SHA1_W(t), KARL_SHA1_W(t + 1), KARL_SHA1_W(t + 2),
+                KARL_SHA1_W(t + 3), KARL_SHA1_W(t + 4));
+  }
+  for (int t = 60; t < 80; t += 5) {
+    KARL_SHA1_5(KARL_SHA1_F2, 0xca62c1d6, KARL_SHA1_W(t), KARL_SHA1_W(t + 1), KARL_SHA1_W(t + 2),
+                KARL_SHA1_W(t + 3), KARL_SHA1_W(t + 4));
+  }
+#undef KARL_SHA1_5
+  h[0] += a;
+  h[1] += b;
+  h[2] += c;
+  h[3] += d;
+  h[4] += e;
+}
+#undef KARL_SHA1_W
+#undef KARL_SHA1_R
+#undef KARL_SHA1_F1
+#undef KARL_SHA1_F2
+#undef KARL_SHA1_F3
+
+// The same compression on the x86 SHA extensions (SHA1RNDS4 does four rounds, SHA1NEXTE
+// derives E, SHA1MSG1/SHA1MSG2 run the FIPS 180-4 §6.1.2 message schedule four words at a
+// time). Group j covers rounds 4j..4j+3 and uses schedule words W[4j..4j+3].
+__attribute__((target("sha,sse4.1,ssse3"))) void Sha1CompressShaNi(
+    uint32_t h[5], const uint8_t block[64]) noexcept {
+  const __m128i kByteSwap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+  __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)), 0x1b);
+  __m128i e0 = _mm_set_epi32(static_cast<int>(h[4]), 0, 0, 0);
+  const __m128i abcd_save = abcd;
+  const __m128i e_save = e0;
+  __m128i e1;
+  __m128i m[4];
+  for (int i = 0; i < 4; ++i) {
+    m[i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16 * i)),
+                            kByteSwap);
+  }
+  // Group 0.
+  e0 = _mm_add_epi32(e0, m[0]);
+  e1 = abcd;
+  abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+#define KARL_SHA1NI_GROUP(j)                                                                   \
+  do {                                                                                         \
+    __m128i& e_cur = ((j)&1) ? e1 : e0;                                                        \
+    __m128i& e_next = ((j)&1) ? e0 : e1;                                                       \
+    e_cur = _mm_sha1nexte_epu32(e_cur, m[(j) % 4]);                                            \
+    e_next = abcd;                                                                             \
+    if ((j) >= 3 && (j) <= 18)                                                                 \
+      m[((j) + 1) % 4] = _mm_sha1msg2_epu32(m[((j) + 1) % 4], m[(j) % 4]);                     \
+    abcd = _mm_sha1rnds4_epu32(abcd, e_cur, (j) / 5);                                          \
+    if ((j) >= 1 && (j) <= 16)                                                                 \
+      m[((j) + 3) % 4] = _mm_sha1msg1_epu32(m[((j) + 3) % 4], m[(j) % 4]);                     \
+    if ((j) >= 2 && (j) <= 17) m[((j) + 2) % 4] = _mm_xor_si128(m[((j) + 2) % 4], m[(j) % 4]); \
+  } while (0)
+  KARL_SHA1NI_GROUP(1);
+  KARL_SHA1NI_GROUP(2);
+  KARL_SHA1NI_GROUP(3);
+  KARL_SHA1NI_GROUP(4);
+  KARL_SHA1NI_GROUP(5);
+  KARL_SHA1NI_GROUP(6);
+  KARL_SHA1NI_GROUP(7);
+  KARL_SHA1NI_GROUP(8);
+  KARL_SHA1NI_GROUP(9);
+  KARL_SHA1NI_GROUP(10);
+  KARL_SHA1NI_GROUP(11);
+  KARL_SHA1NI_GROUP(12);
+  KARL_SHA1NI_GROUP(13);
+  KARL_SHA1NI_GROUP(14);
+  KARL_SHA1NI_GROUP(15);
+  KARL_SHA1NI_GROUP(16);
+  KARL_SHA1NI_GROUP(17);
+  KARL_SHA1NI_GROUP(18);
+  KARL_SHA1NI_GROUP(19);
+#undef KARL_SHA1NI_GROUP
+  // After group 19 (odd), e0 holds ABCD from before it: derive the final E from it.
+  e0 = _mm_sha1nexte_epu32(e0, e_save);
+  abcd = _mm_add_epi32(abcd, abcd_save);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h), _mm_shuffle_epi32(abcd, 0x1b));
+  h[4] = static_cast<uint32_t>(_mm_extract_epi32(e0, 3));
+}
+
+bool CpuHasShaNi() noexcept {
+  unsigned a, b, c, d;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0 || (b & (1u << 29)) == 0) return false;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
+  return (c & (1u << 19)) != 0 && (c & (1u << 9)) != 0;  // SSE4.1, SSSE3
+}
+
+// Chosen once per process (cpuid is an instruction, not a system call).
+bool g_use_sha_ni = CpuHasShaNi();
+
+inline void Sha1Block(uint32_t h[5], const uint8_t block[64]) noexcept {
+  if (g_use_sha_ni) {
+    Sha1CompressShaNi(h, block);
+  } else {
+    Sha1Compress(h, block);
+  }
+}
+
+constexpr uint32_t kSha1Init[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
+
+// Streaming SHA-1 that may start from a state after whole blocks (the HMAC pads).
+struct Sha1 {
+  uint32_t h[5];
+  uint8_t buf[64];
+  uint32_t buf_len;
+  uint64_t total;  // octets hashed including the starting blocks
+
+  void Start(const uint32_t state[5], uint64_t prefix_len) noexcept {
+    std::memcpy(h, state, sizeof(h));
+    buf_len = 0;
+    total = prefix_len;
+  }
+  void Update(const uint8_t* p, size_t n) noexcept {
+    total += n;
+    if (buf_len != 0) {
+      const size_t take = std::min<size_t>(n, 64 - buf_len);
+      std::memcpy(buf + buf_len, p, take);
+      buf_len += static_cast<uint32_t>(take);
+      p += take;
+      n -= take;
+      if (buf_len < 64) return;
+      Sha1Block(h, buf);
+      buf_len = 0;
+    }
+    while (n >= 64) {
+      Sha1Block(h, p);
+      p += 64;
+      n -= 64;
+    }
+    if (n != 0) {
+      std::memcpy(buf, p, n);
+      buf_len = static_cast<uint32_t>(n);
+    }
+  }
+  void Final(uint8_t out[20]) noexcept {
+    const uint64_t bits = total * 8;
+    buf[buf_len++] = 0x80;
+    if (buf_len > 56) {
+      std::memset(buf + buf_len, 0, 64 - buf_len);
+      Sha1Block(h, buf);
+      buf_len = 0;
+    }
+    std::memset(buf + buf_len, 0, 56 - buf_len);
+    for (int i = 0; i < 8; ++i) buf[56 + i] = static_cast<uint8_t>(bits >> (56 - 8 * i));
+    Sha1Block(h, buf);
+    for (int i = 0; i < 5; ++i) Store32(out + 4 * i, h[i]);
+  }
+};
+
+void HmacSha1Init(const uint8_t* key, size_t key_len, SrtpContext::HmacSha1Key* out) noexcept {
+  uint8_t k[64] = {};
+  std::memcpy(k, key, std::min<size_t>(key_len, 64));  // SRTP keys are 20 octets, < 64
+  uint8_t pad[64];
+  for (int i = 0; i < 64; ++i) pad[i] = k[i] ^ 0x36;
+  std::memcpy(out->inner, kSha1Init, sizeof(kSha1Init));
+  Sha1Compress(out->inner, pad);
+  for (int i = 0; i < 64; ++i) pad[i] = k[i] ^ 0x5c;
+  std::memcpy(out->outer, kSha1Init, sizeof(kSha1Init));
+  Sha1Compress(out->outer, pad);
+  OPENSSL_cleanse(k, sizeof(k));
+  OPENSSL_cleanse(pad, sizeof(pad));
+}
+
+// HMAC-SHA1(key, a || b) (RFC 3711 §4.2: b is the ROC for SRTP, empty for SRTCP).
+void HmacSha1(const SrtpContext::HmacSha1Key& key, const uint8_t* a, size_t a_len, const uint8_t* b,
+              size_t b_len, uint8_t out[20]) noexcept {
+  Sha1 s;
+  s.Start(key.inner, 64);
+  s.Update(a, a_len);
+  if (b_len != 0) s.Update(b, b_len);
+  uint8_t inner[20];
+  s.Final(inner);
+  s.Start(key.outer, 64);
+  s.Update(inner, 20);
+  s.Final(out);
+}
+
+// ---- AES via EVP ----------------------------------------------------------------------------
+
+EVP_CIPHER_CTX* Ctx(void* p) { return static_cast<EVP_CIPHER_CTX*>(p); }
+
+const EVP_CIPHER* CtrCipher(size_t key_len) {
+  return key_len == 32 ? EVP_aes_256_ctr() : key_len == 16 ? EVP_aes_128_ctr() : nullptr;
+}
+const EVP_CIPHER* GcmCipher(size_t key_len) {
+  return key_len == 32 ? EVP_aes_256_gcm() : key_len == 16 ? EVP_aes_128_gcm() : nullptr;
+}
+
+// In-place AES-CTR with a 16-octet initial counter (RFC 3711 §4.1.1: the counter is the
+// IV plus the block number, which is exactly CTR mode on the full 128-bit block).
+bool CtrXor(void* ctx, const uint8_t iv[16], uint8_t* data, size_t n) noexcept {
+  if (EVP_EncryptInit_ex(Ctx(ctx), nullptr, nullptr, nullptr, iv) != 1) return false;
+  if (n == 0) return true;
+  int out_len = 0;
+  return EVP_EncryptUpdate(Ctx(ctx), data, &out_len, data, static_cast<int>(n)) == 1;
+}
+
+// AES-GCM seal in place; the 16-octet tag goes to tag.
+bool GcmSeal(void* ctx, const uint8_t iv[12], const uint8_t* aad1, size_t aad1_len,
+             const uint8_t* aad2, size_t aad2_len, uint8_t* data, size_t n, uint8_t* tag) noexcept {
+  EVP_CIPHER_CTX* c = Ctx(ctx);
+  int out_len = 0;
+  if (EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, iv) != 1) return false;
+  if (EVP_EncryptUpdate(c, nullptr, &out_len, aad1, static_cast<int>(aad1_len)) != 1) {
+    return false;
+  }
+  if (aad2_len != 0 &&
+      EVP_EncryptUpdate(c, nullptr, &out_len, aad2, static_cast<int>(aad2_len)) != 1) {
+    return false;
+  }
+  if (n != 0 && EVP_EncryptUpdate(c, data, &out_len, data, static_cast<int>(n)) != 1) {
+    return false;
+  }
+  if (EVP_EncryptFinal_ex(c, data + n, &out_len) != 1) return false;
+  return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+}
+
+// AES-GCM open in place; false if the tag does not verify.
+bool GcmOpen(void* ctx, const uint8_t iv[12], const uint8_t* aad1, size_t aad1_len,
+             const uint8_t* aad2, size_t aad2_len, uint8_t* data, size_t n,
+             const uint8_t* tag) noexcept {
+  EVP_CIPHER_CTX* c = Ctx(ctx);
+  int out_len = 0;
+  uint8_t tag_copy[16];
+  std::memcpy(tag_copy, tag, 16);
+  if (EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, iv) != 1) return false;
+  if (EVP_DecryptUpdate(c, nullptr, &out_len, aad1, static_cast<int>(aad1_len)) != 1) {
+    return false;
+  }
+  if (aad2_len != 0 &&
+      EVP_DecryptUpdate(c, nullptr, &out_len, aad2, static_cast<int>(aad2_len)) != 1) {
+    return false;
+  }
+  if (n != 0 && EVP_DecryptUpdate(c, data, &out_len, data, static_cast<int>(n)) != 1) {
+    return false;
+  }
+  if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag_copy) != 1) return false;
+  return EVP_DecryptFinal_ex(c, data + n, &out_len) == 1;
+}
+
+// RFC 3550 §5.1: length of the fixed header, CSRC list and header extension, or 0.
+uint32_t RtpHeaderLen(const uint8_t* p, uint32_t len) noexcept {
+  if (len < 12) return 0;
+  uint32_t hl = 12 + 4u * (p[0] & 0x0f);
+  if (p[0] & 0x10) {
+    if (hl + 4 > len) return 0;
+    hl += 4 + 4u * Load16(p + hl + 2);
+  }
+  return hl <= len ? hl : 0;
+}
+
+// RFC 3711 §4.1.1: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16).
+void AesCmIv(const uint8_t salt[14], uint32_t ssrc, uint64_t index, uint8_t iv[16]) noexcept {
+  std::memcpy(iv, salt, 14);
+  iv[14] = iv[15] = 0;
+  for (int i = 0; i < 4; ++i) iv[4 + i] ^= static_cast<uint8_t>(ssrc >> (24 - 8 * i));
+  for (int i = 0; i < 6; ++i) iv[8 + i] ^= static_cast<uint8_t>(index >> (40 - 8 * i));
+}
+
+// RFC 7714 §8.1 (SRTP) and §9.1 (SRTCP): 12-octet IV = (00 00 || SSRC || hi32 || lo16) XOR
+// salt, with hi32 || lo16 = ROC || SEQ for SRTP and 0000 || 0 || index for SRTCP.
+void GcmIv(const uint8_t salt[12], uint32_t ssrc, uint64_t index48, uint8_t iv[12]) noexcept {
+  iv[0] = iv[1] = 0;
+  Store32(iv + 2, ssrc);
+  for (int i = 0; i < 6; ++i) iv[6 + i] = static_cast<uint8_t>(index48 >> (40 - 8 * i));
+  for (int i = 0; i < 12; ++i) iv[i] ^= salt[i];
+}
+
+}  // namespace
+
+bool SrtpUseShaNi(bool enable) noexcept {
+  g_use_sha_ni = enable && CpuHasShaNi();
+  return g_use_sha_ni;
+}
+
+const SrtpSuiteInfo& GetSrtpSuiteInfo(SrtpSuite suite) noexcept {
+  return kSuites[static_cast<size_t>(suite)];
+}
+
+bool SrtpKdf(std::span<const uint8_t> master_key, std::span<const uint8_t, 14> master_salt,
+             uint8_t label, std::span<uint8_t> out) noexcept {
+  const EVP_CIPHER* cipher = CtrCipher(master_key.size());
+  if (cipher == nullptr) return false;
+  // §4.3.1: key_id = label || r with r = 0 (kdr 0), x = key_id XOR master_salt; the label
+  // lands on octet 7 of the 14-octet salt (the 48-bit r occupies octets 8..13).
+  uint8_t iv[16] = {};
+  std::memcpy(iv, master_salt.data(), 14);
+  iv[7] ^= label;
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  if (ctx == nullptr) return false;
+  bool ok = EVP_EncryptInit_ex(ctx, cipher, nullptr, master_key.data(), iv) == 1;
+  std::fill(out.begin(), out.end(), uint8_t{0});
+  int out_len = 0;
+  ok = ok &&
+       EVP_EncryptUpdate(ctx, out.data(), &out_len, out.data(), static_cast<int>(out.size())) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  return ok;
+}
+
+// ---- ReplayWindow (RFC 3711 §3.3.2) ----------------------------------------------------------
+
+void SrtpContext::ReplayWindow::Init(uint32_t size) {
+  size_ = size;
+  bits_.assign((size + 63) / 64, 0);
+  highest_ = 0;
+  started_ = false;
+}
+
+SrtpStatus SrtpContext::ReplayWindow::Check(uint64_t index) const noexcept {
+  if (!started_ || index > highest_) return SrtpStatus::kOk;
+  if (highest_ - index >= size_) return SrtpStatus::kReplay;  // too old
+  const uint64_t bit = index % (64 * bits_.size());
+  return (bits_[bit / 64] >> (bit % 64)) & 1 ? SrtpStatus::kReplay : SrtpStatus::kOk;
+}
+
+void SrtpContext::ReplayWindow::Accept(uint64_t index) noexcept {
+  const uint64_t ring = 64 * bits_.size();
+  if (!started_) {
+    started_ = true;
+    highest_ = index;
+  } else if (index > highest_) {
+    const uint64_t advance = index - highest_;
+    if (advance >= ring) {
+      std::fill(bits_.begin(), bits_.end(), uint64_t{0});
+    } else {
+      // Clear the slots of the indices highest_+1 .. index (they held indices a ring ago),
+      // a word at a time.
+      uint64_t pos = (highest_ + 1) % ring;
+      uint64_t left = advance;
+      while (left != 0) {
+        const uint64_t off = pos % 64;
+        const uint64_t take = std::min({left, 64 - off, ring - pos});
+        const uint64_t mask = take == 64 ? ~uint64_t{0} : ((uint64_t{1} << take) - 1) << off;
+        bits_[pos / 64] &= ~mask;
+        pos = (pos + take) % ring;
+        left -= take;
+      }
+    }
+    highest_ = index;
+  }
+  const uint64_t bit = index % ring;
+  bits_[bit / 64] |= uint64_t{1} << (bit % 64);
+}
+
+// ---- SrtpContext ---------------------------------------------------------------------------
+
+std::unique_ptr<SrtpContext> SrtpContext::Create(const SrtpConfig& config) {
+  if (static_cast<size_t>(config.suite) >= kSrtpSuiteCount) return nullptr;
+  const SrtpSuiteInfo& info = GetSrtpSuiteInfo(config.suite);
+  if (config.master_key.size() != info.master_key_len ||
+      config.master_salt.size() != info.master_salt_len) {
+    return nullptr;
+  }
+  // RFC 7714 §11: the 96-bit GCM master salt enters the RFC 3711 KDF padded to 112 bits.
+  uint8_t salt[14] = {};
+  std::memcpy(salt, config.master_salt.data(), config.master_salt.size());
+  SrtpSessionKeys rtp{}, rtcp{};
+  const auto key = config.master_key;
+  const size_t klen = info.master_key_len;
+  bool ok = SrtpKdf(key, salt, kLabelRtpEnc, {rtp.enc_key, klen}) &&
+            SrtpKdf(key, salt, kLabelRtpSalt, {rtp.salt, info.session_salt_len}) &&
+            SrtpKdf(key, salt, kLabelRtcpEnc, {rtcp.enc_key, klen}) &&
+            SrtpKdf(key, salt, kLabelRtcpSalt, {rtcp.salt, info.session_salt_len});
+  if (!info.aead) {
+    ok = ok && SrtpKdf(key, salt, kLabelRtpAuth, {rtp.auth_key, info.auth_key_len}) &&
+         SrtpKdf(key, salt, kLabelRtcpAuth, {rtcp.auth_key, info.auth_key_len});
+  }
+  OPENSSL_cleanse(salt, sizeof(salt));
+  if (!ok) return nullptr;
+  std::unique_ptr<SrtpContext> ctx(new SrtpContext());
+  if (!ctx->Init(config.suite, rtp, rtcp, config.mki, config.replay_window, config.srtcp)) {
+    return nullptr;
+  }
+  OPENSSL_cleanse(&rtp, sizeof(rtp));
+  OPENSSL_cleanse(&rtcp, sizeof(rtcp));
+  return ctx;
+}
+
+std::unique_ptr<SrtpContext> SrtpContext::CreateFromSessionKeys(SrtpSuite suite,
+                                                                const SrtpSessionKeys& rtp,
+                                                                const SrtpSessionKeys& rtcp,
+                                                                uint32_t replay_window) {
+  if (static_cast<size_t>(suite) >= kSrtpSuiteCount) return nullptr;
+  std::unique_ptr<SrtpContext> ctx(new SrtpContext());
+  if (!ctx->Init(suite, rtp, rtcp, {}, replay_window, true)) return nullptr;
+  return ctx;
+}
+
+bool SrtpContext::Init(SrtpSuite suite, const SrtpSessionKeys& rtp, const SrtpSessionKeys& rtcp,
+                       std::span<const uint8_t> mki, uint32_t replay_window, bool srtcp) {
+  const SrtpSuiteInfo& info = GetSrtpSuiteInfo(suite);
+  if (replay_window < 128 || mki.size() > kSrtpMaxMkiLen) return false;
+  suite_ = suite;
+  aead_ = info.aead;
+  srtcp_ = srtcp;
+  rtp_tag_len_ = info.rtp_tag_len;
+  rtcp_tag_len_ = info.rtcp_tag_len;
+  mki_len_ = static_cast<uint8_t>(mki.size());
+  if (!mki.empty()) std::memcpy(mki_, mki.data(), mki.size());
+  rtp_.keys = rtp;
+  rtcp_.keys = rtcp;
+  const EVP_CIPHER* cipher =
+      aead_ ? GcmCipher(info.master_key_len) : CtrCipher(info.master_key_len);
+  for (Half* h : {&rtp_, &rtcp_}) {
+    h->enc = EVP_CIPHER_CTX_new();
+    if (h->enc == nullptr ||
+        EVP_EncryptInit_ex(Ctx(h->enc), cipher, nullptr, h->keys.enc_key, nullptr) != 1) {
+      return false;
+    }
+    if (aead_) {
+      h->dec = EVP_CIPHER_CTX_new();
+      if (h->dec == nullptr ||
+          EVP_DecryptInit_ex(Ctx(h->dec), cipher, nullptr, h->keys.enc_key, nullptr) != 1) {
+        return false;
+      }
+    } else {
+      HmacSha1Init(h->keys.auth_key, info.auth_key_len, &h->hmac);
+    }
+  }
+  rtp_window_.Init(replay_window);
+  rtcp_window_.Init(replay_window);
+  return true;
+}
+
+SrtpContext::~SrtpContext() {
+  for (Half* h : {&rtp_, &rtcp_}) {
+    EVP_CIPHER_CTX_free(Ctx(h->enc));
+    EVP_CIPHER_CTX_free(Ctx(h->dec));
+  }
+  OPENSSL_cleanse(&rtp_.keys, sizeof(rtp_.keys));
+  OPENSSL_cleanse(&rtcp_.keys, sizeof(rtcp_.keys));
+  OPENSSL_cleanse(&rtp_.hmac, sizeof(rtp_.hmac));
+  OPENSSL_cleanse(&rtcp_.hmac, sizeof(rtcp_.hmac));
+}
+
+SrtpStatus SrtpContext::EstimateIndex(bool started, uint64_t highest, uint16_t seq,
+                                      uint64_t* index) const noexcept {
+  if (!started) {
+    *index = uint64_t{initial_roc_} << 16 | seq;
+    return SrtpStatus::kOk;
+  }
+  // RFC 3711 Appendix A: v is ROC-1, ROC or ROC+1, whichever puts the index nearest s_l.
+  const int64_t roc = static_cast<int64_t>(highest >> 16);
+  const uint32_t s_l = static_cast<uint32_t>(highest & 0xffff);
+  int64_t v = roc;
+  if (s_l < 32768) {
+    if (seq > s_l && seq - s_l > 32768) v = roc - 1;
+  } else {
+    if (s_l - 32768 > seq) v = roc + 1;
+  }
+  if (v < 0) return SrtpStatus::kReplay;  // before the first packet of the stream
+  if (static_cast<uint64_t>(v) > kMaxRoc) return SrtpStatus::kKeyExhausted;  // §9.2
+  *index = static_cast<uint64_t>(v) << 16 | seq;
+  return SrtpStatus::kOk;
+}
+
+SrtpStatus SrtpContext::Protect(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept {
+  const uint32_t n = *len;
+  const uint32_t hl = RtpHeaderLen(pkt, n);
+  if (hl == 0) return SrtpStatus::kTooShort;
+  if (capacity < n || capacity - n < RtpTrailerLen()) return SrtpStatus::kNoRoom;
+  uint64_t index;
+  const SrtpStatus st = EstimateIndex(tx_started_, tx_highest_, Load16(pkt + 2), &index);
+  if (st != SrtpStatus::kOk) return st;
+  const uint32_t ssrc = Load32(pkt + 8);
+  const uint32_t roc = static_cast<uint32_t>(index >> 16);
+  if (aead_) {
+    // RFC 7714 §8: AAD is the header; the tag follows the ciphertext, then the MKI.
+    uint8_t iv[12];
+    GcmIv(rtp_.keys.salt, ssrc, index, iv);
+    if (!GcmSeal(rtp_.enc, iv, pkt, hl, nullptr, 0, pkt + hl, n - hl, pkt + n)) {
+      return SrtpStatus::kAuthFailed;
+    }
+    std::memcpy(pkt + n + rtp_tag_len_, mki_, mki_len_);
+  } else {
+    // RFC 3711 §3.3: encrypt the payload, append MKI, then the tag over header ||
+    // encrypted payload || ROC (§4.2).
+    uint8_t iv[16];
+    AesCmIv(rtp_.keys.salt, ssrc, index, iv);
+    if (!CtrXor(rtp_.enc, iv, pkt + hl, n - hl)) return SrtpStatus::kAuthFailed;
+    std::memcpy(pkt + n, mki_, mki_len_);
+    uint8_t roc_be[4], mac[20];
+    Store32(roc_be, roc);
+    HmacSha1(rtp_.hmac, pkt, n, roc_be, 4, mac);
+    std::memcpy(pkt + n + mki_len_, mac, rtp_tag_len_);
+  }
+  if (!tx_started_ || index > tx_highest_) tx_highest_ = index;
+  tx_started_ = true;
+  *len = n + RtpTrailerLen();
+  return SrtpStatus::kOk;
+}
+
+SrtpStatus SrtpContext::Unprotect(uint8_t* pkt, uint32_t* len) noexcept {
+  const uint32_t total = *len;
+  const uint32_t trailer = RtpTrailerLen();
+  if (total < trailer) return SrtpStatus::kTooShort;
+  const uint32_t n = total - trailer;  // header + payload
+  const uint32_t hl = RtpHeaderLen(pkt, n);
+  if (hl == 0) return SrtpStatus::kTooShort;
+  // §3.3.1 estimate, §3.3.2 replay check before spending cycles on the tag.
+  uint64_t index;
+  SrtpStatus st =
+      EstimateIndex(rtp_window_.started(), rtp_window_.highest(), Load16(pkt + 2), &index);
+  if (st != SrtpStatus::kOk) return st;
+  st = rtp_window_.Check(index);
+  if (st != SrtpStatus::kOk) return st;
+  const uint32_t ssrc = Load32(pkt + 8);
+  if (aead_) {
+    if (mki_len_ != 0 && CRYPTO_memcmp(pkt + n + rtp_tag_len_, mki_, mki_len_) != 0) {
+      return SrtpStatus::kAuthFailed;
+    }
+    uint8_t iv[12];
+    GcmIv(rtp_.keys.salt, ssrc, index, iv);
+    if (!GcmOpen(rtp_.dec, iv, pkt, hl, nullptr, 0, pkt + hl, n - hl, pkt + n)) {
+      return SrtpStatus::kAuthFailed;
+    }
+  } else {
+    if (mki_len_ != 0 && CRYPTO_memcmp(pkt + n, mki_, mki_len_) != 0) {
+      return SrtpStatus::kAuthFailed;
+    }
+    uint8_t roc_be[4], mac[20];
+    Store32(roc_be, static_cast<uint32_t>(index >> 16));
+    HmacSha1(rtp_.hmac, pkt, n, roc_be, 4, mac);
+    if (CRYPTO_memcmp(mac, pkt + n + mki_len_, rtp_tag_len_) != 0) {
+      return SrtpStatus::kAuthFailed;
+    }
+    uint8_t iv[16];
+    AesCmIv(rtp_.keys.salt, ssrc, index, iv);
+    if (!CtrXor(rtp_.enc, iv, pkt + hl, n - hl)) return SrtpStatus::kAuthFailed;
+  }
+  // §3.3 step 6: only an authenticated packet moves ROC, s_l and the replay list.
+  rtp_window_.Accept(index);
+  *len = n;
+  return SrtpStatus::kOk;
+}
+
+SrtpStatus SrtpContext::ProtectRtcp(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept {
+  const uint32_t n = *len;
+  if (!srtcp_) return SrtpStatus::kAuthFailed;
+  if (n < 8) return SrtpStatus::kTooShort;
+  if (capacity < n || capacity - n < RtcpTrailerLen()) return SrtpStatus::kNoRoom;
+  if (srtcp_next_index_ > kMaxSrtcpIndex) return SrtpStatus::kKeyExhausted;  // §9.2
+  const uint32_t index = srtcp_next_index_;
+  const uint32_t e_index = 0x80000000u | index;  // E = 1: always encrypted
+  const uint32_t ssrc = Load32(pkt + 4);
+  if (aead_) {
+    // RFC 7714 §9: AAD = first 8 octets || E||index; ciphertext || tag || E||index || MKI.
+    uint8_t iv[12], ei[4];
+    Store32(ei, e_index);
+    GcmIv(rtcp_.keys.salt, ssrc, index, iv);
+    if (!GcmSeal(rtcp_.enc, iv, pkt, 8, ei, 4, pkt + 8, n - 8, pkt + n)) {
+      return SrtpStatus::kAuthFailed;
+    }
+    std::memcpy(pkt + n + 16, ei, 4);
+    std::memcpy(pkt + n + 20, mki_, mki_len_);
+  } else {
+    // RFC 3711 §3.4: encrypted portion || E||index || MKI || tag, the tag over all but MKI.
+    uint8_t iv[16];
+    AesCmIv(rtcp_.keys.salt, ssrc, index, iv);
+    if (!CtrXor(rtcp_.enc, iv, pkt + 8, n - 8)) return SrtpStatus::kAuthFailed;
+    Store32(pkt + n, e_index);
+    std::memcpy(pkt + n + 4, mki_, mki_len_);
+    uint8_t mac[20];
+    HmacSha1(rtcp_.hmac, pkt, n + 4, nullptr, 0, mac);
+    std::memcpy(pkt + n + 4 + mki_len_, mac, rtcp_tag_len_);
+  }
+  ++srtcp_next_index_;
+  *len = n + RtcpTrailerLen();
+  return SrtpStatus::kOk;
+}
+
+SrtpStatus SrtpContext::UnprotectRtcp(uint8_t* pkt, uint32_t* len) noexcept {
+  const uint32_t total = *len;
+  if (!srtcp_) return SrtpStatus::kAuthFailed;
+  const uint32_t trailer = RtcpTrailerLen();
+  if (total < 8 + trailer) return SrtpStatus::kTooShort;
+  const uint32_t n = total - trailer;  // the RTCP compound packet
+  const uint32_t ssrc = Load32(pkt + 4);
+  if (aead_) {
+    const uint8_t* tag = pkt + n;
+    const uint8_t* ei = pkt + n + 16;
+    const uint32_t e_index = Load32(ei);
+    const uint32_t index = e_index & kMaxSrtcpIndex;
+    const SrtpStatus st = rtcp_window_.Check(index);
+    if (st != SrtpStatus::kOk) return st;
+    if (mki_len_ != 0 && CRYPTO_memcmp(pkt + n + 20, mki_, mki_len_) != 0) {
+      return SrtpStatus::kAuthFailed;
+    }
+    uint8_t iv[12];
+    GcmIv(rtcp_.keys.salt, ssrc, index, iv);
+    const bool ok = (e_index & 0x80000000u)
+                        ? GcmOpen(rtcp_.dec, iv, pkt, 8, ei, 4, pkt + 8, n - 8, tag)
+                        // RFC 7714 §9.2 (E=0): the whole packet is AAD, nothing encrypted.
+                        : GcmOpen(rtcp_.dec, iv, pkt, n, ei, 4, nullptr, 0, tag);
+    if (!ok) return SrtpStatus::kAuthFailed;
+    rtcp_window_.Accept(index);
+  } else {
+    const uint8_t* ei = pkt + n;
+    const uint32_t e_index = Load32(ei);
+    const uint32_t index = e_index & kMaxSrtcpIndex;
+    const SrtpStatus st = rtcp_window_.Check(index);
+    if (st != SrtpStatus::kOk) return st;
+    if (mki_len_ != 0 && CRYPTO_memcmp(pkt + n + 4, mki_, mki_len_) != 0) {
+      return SrtpStatus::kAuthFailed;
+    }
+    uint8_t mac[20];
+    HmacSha1(rtcp_.hmac, pkt, n + 4, nullptr, 0, mac);
+    if (CRYPTO_memcmp(mac, pkt + n + 4 + mki_len_, rtcp_tag_len_) != 0) {
+      return SrtpStatus::kAuthFailed;
+    }
+    if (e_index & 0x80000000u) {
+      uint8_t iv[16];
+      AesCmIv(rtcp_.keys.salt, ssrc, index, iv);
+      if (!CtrXor(rtcp_.enc, iv, pkt + 8, n - 8)) return SrtpStatus::kAuthFailed;
+    }
+    rtcp_window_.Accept(index);
+  }
+  *len = n;
+  return SrtpStatus::kOk;
+}
+
+}  // namespace karl::dp
