@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -180,10 +181,12 @@ class KarlProcess:
         return rc, time.time() - t0
 
     def close(self):
+        """Stops the process (SIGTERM, then SIGKILL after 10 s) and removes what it
+        may have left: its DPDK runtime directory (this test's own file prefix)."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.stop(signal.SIGTERM, timeout=10)
         self.log.close()
+        shutil.rmtree(self.runtime_dir(), ignore_errors=True)
 
 
 def run_karl_once(args, env=None, timeout=30):
