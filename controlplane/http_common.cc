@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
+
 namespace karl {
 
 std::string BindFailureReason(const IpAddress& addr, uint16_t port) {
@@ -35,6 +37,31 @@ std::string BindFailureReason(const IpAddress& addr, uint16_t port) {
   close(fd);
   if (rc != 0) return std::strerror(err);
   return "bind or listen failed";  // the conflict went away in between; rare
+}
+
+std::string HttpErrorText(int status) {
+  switch (status) {
+    case 400:
+      return "bad request";
+    case 413:
+      return "request body too large";
+    case 414:
+      return "request URI too long";
+    case 416:
+      return "range not satisfiable";
+    default:
+      return absl::StrCat("HTTP error ", status);
+  }
+}
+
+std::string ExceptionText(std::exception_ptr ep) {
+  try {
+    std::rethrow_exception(std::move(ep));
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+  }
+  return "unknown exception";
 }
 
 }  // namespace karl

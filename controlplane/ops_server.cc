@@ -118,22 +118,6 @@ Json StatusJson(const StatusSnapshot& s) {
   return body;
 }
 
-// Text for an error httplib answered on its own (the request never reached a handler).
-std::string ErrorText(int status) {
-  switch (status) {
-    case 400:
-      return "bad request";
-    case 413:
-      return "request body too large";
-    case 414:
-      return "request URI too long";
-    case 416:
-      return "range not satisfiable";
-    default:
-      return absl::StrCat("HTTP error ", status);
-  }
-}
-
 // A 200 {"status": ok_word} or a 503 {"status": bad_word, "problems": [...]}.
 void SendProbe(httplib::Response& res, bool good, const char* ok_word, const char* bad_word,
                const std::vector<std::string>& problems) {
@@ -209,7 +193,7 @@ void OpsServer::RegisterHandlers() {
           if (res.status == 404) {
             SendError(res, 404, absl::StrCat("no such endpoint: ", req.path));
           } else {
-            SendError(res, res.status, ErrorText(res.status));
+            SendError(res, res.status, HttpErrorText(res.status));
           }
         } catch (...) {
           return httplib::Server::HandlerResponse::Unhandled;
@@ -221,13 +205,7 @@ void OpsServer::RegisterHandlers() {
   // reach httplib's worker thread, where it would terminate the process.
   server.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-          std::rethrow_exception(std::move(ep));
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
+        const std::string what = ExceptionText(std::move(ep));
         try {
           spdlog::error("ops HTTP: {} {} failed: {}", req.method, req.path, what);
           res.headers.erase("Allow");

@@ -485,18 +485,10 @@ std::string SessionIdOf(const httplib::Request& req) {
 
 // Text for an error httplib answered on its own (the request never reached a handler).
 std::string ErrorText(int status) {
-  switch (status) {
-    case 400:
-      return "bad request";
-    case 413:
-      return absl::StrCat("request body larger than ", RestApi::kMaxRequestBody, " bytes");
-    case 414:
-      return "request URI too long";
-    case 416:
-      return "range not satisfiable";
-    default:
-      return absl::StrCat("HTTP error ", status);
+  if (status == 413) {
+    return absl::StrCat("request body larger than ", RestApi::kMaxRequestBody, " bytes");
   }
+  return HttpErrorText(status);
 }
 
 // ---------------------------------------------------------------- auth and sockets
@@ -1027,13 +1019,7 @@ void RestApi::RegisterHandlers() {
   // must not reach httplib's worker thread, where it would terminate the process.
   server.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-          std::rethrow_exception(std::move(ep));
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
+        const std::string what = ExceptionText(std::move(ep));
         try {
           spdlog::error("REST API: {} {} failed: {} [request {}]", req.method, req.path, what,
                         RequestIdOf(res));
