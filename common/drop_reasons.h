@@ -33,7 +33,12 @@
   X(kNoHeadroom, "no_headroom", "no room in the buffer for the outgoing headers")                  \
   X(kHandoffRingFull, "handoff_ring_full", "ring to the stream's owning worker was full")          \
   X(kExceptionRingFull, "exception_ring_full", "control-plane exception ring was full")            \
-  X(kTxFull, "tx_full", "transmit queue did not take the packet")
+  X(kTxFull, "tx_full", "transmit queue did not take the packet")                                  \
+  X(kSrtpAuthFailed, "srtp_auth_failed", "SRTP/SRTCP tag or MKI does not verify (wrong key?)")     \
+  X(kSrtpReplay, "srtp_replay", "SRTP/SRTCP index already seen or behind the replay window")       \
+  X(kSrtpTooShort, "srtp_too_short", "SRTP/SRTCP packet shorter than its header and trailer")      \
+  X(kSrtpKeyExhausted, "srtp_key_exhausted", "SRTP key lifetime used up (RFC 3711 9.2); re-key")   \
+  X(kSrtpNoTailroom, "srtp_no_tailroom", "no room in the buffer for the SRTP trailer")
 
 namespace karl {
 

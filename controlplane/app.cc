@@ -155,6 +155,7 @@ dp::Settings ToDataplaneSettings(const Config& c) {
   s.rss = c.dataplane.rss;
   s.max_streams = c.dataplane.max_streams;
   s.verify_udp_checksum = c.dataplane.verify_udp_checksum;
+  dp::ParseSrtpEngineKind(c.srtp.engine, &s.srtp_engine);  // validated by the config parser
   return s;
 }
 

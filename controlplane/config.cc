@@ -39,8 +39,9 @@ constexpr size_t kMaxSecretBytes = 64u << 10;
 constexpr size_t kMaxErrors = 20;
 constexpr absl::string_view kRedacted = "<redacted>";
 
-constexpr absl::string_view kTopKeys[] = {"ports", "rtp", "dataplane", "ops", "api",
-                                          "ng",    "log", "database",  "sip"};
+constexpr absl::string_view kTopKeys[] = {"ports", "rtp", "dataplane", "srtp",     "ops",
+                                          "api",   "ng",  "log",       "database", "sip"};
+constexpr absl::string_view kSrtpKeys[] = {"engine", "replay_window"};
 constexpr absl::string_view kPortKeys[] = {
     "name",         "device", "addresses", "gateway_v4",     "gateway_v6",
     "next_hop_mac", "vlan",   "mtu",       "rx_descriptors", "tx_descriptors"};
@@ -536,6 +537,7 @@ class Parser {
     if (Require(*e, "ports", "", "a list of 1..16 ports")) ParsePorts(e->at("ports"), config);
     if (e->count("rtp")) ParseRtp(e->at("rtp"), &config->rtp);
     if (e->count("dataplane")) ParseDataplane(e->at("dataplane"), &config->dataplane);
+    if (e->count("srtp")) ParseSrtp(e->at("srtp"), &config->srtp);
     if (e->count("ops")) ParseOps(e->at("ops"), &config->ops);
     if (e->count("api")) ParseApi(e->at("api"), &config->api);
     if (e->count("ng")) ParseNg(e->at("ng"), &config->ng);
@@ -691,6 +693,21 @@ class Parser {
     SetBool(*e, "rss", "dataplane", &dp->rss);
     SetUint(*e, "max_streams", "dataplane", 0, 4u << 20, &dp->max_streams);
     SetBool(*e, "verify_udp_checksum", "dataplane", &dp->verify_udp_checksum);
+  }
+
+  void ParseSrtp(const YAML::Node& node, SrtpConfigSection* srtp) {
+    auto e = ReadMap(node, "srtp", kSrtpKeys);
+    if (!e) return;
+    std::string engine;
+    if (SetString(*e, "engine", "srtp", &engine, "ipsec_mb, openssl, libsrtp")) {
+      if (engine != "ipsec_mb" && engine != "openssl" && engine != "libsrtp") {
+        FailAt("srtp.engine", absl::StrCat(Quote(engine), " is not an SRTP engine"),
+               "ipsec_mb, openssl, libsrtp");
+      } else {
+        srtp->engine = engine;
+      }
+    }
+    SetUint(*e, "replay_window", "srtp", 128, 32768, &srtp->replay_window);
   }
 
   void ParseOps(const YAML::Node& node, OpsConfig* ops) {
@@ -1092,6 +1109,11 @@ std::string RenderOrThrow(const Config& c) {
   out << YAML::Key << "rss" << YAML::Value << dp.rss;
   out << YAML::Key << "max_streams" << YAML::Value << dp.max_streams;
   out << YAML::Key << "verify_udp_checksum" << YAML::Value << dp.verify_udp_checksum;
+  out << YAML::EndMap;
+
+  out << YAML::Key << "srtp" << YAML::Value << YAML::BeginMap;
+  EmitString(out, "engine", c.srtp.engine);
+  out << YAML::Key << "replay_window" << YAML::Value << c.srtp.replay_window;
   out << YAML::EndMap;
 
   out << YAML::Key << "ops" << YAML::Value << YAML::BeginMap;

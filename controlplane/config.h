@@ -54,6 +54,11 @@ struct DataplaneConfig {
   bool verify_udp_checksum = true;       // software UDP checksum check when no NIC offload
 };
 
+struct SrtpConfigSection {
+  std::string engine = "ipsec_mb";  // ipsec_mb (cryptodev), openssl or libsrtp
+  uint32_t replay_window = 128;     // SRTP/SRTCP replay window in packets, 128..32768
+};
+
 struct OpsConfig {
   IpAddress listen = *IpAddress::Parse("127.0.0.1");  // ops HTTP address
   uint16_t port = 9091;                               // KARL_METRICS_PORT overrides
@@ -114,6 +119,7 @@ struct Config {
   std::vector<PortConfig> ports;
   RtpConfig rtp;
   DataplaneConfig dataplane;
+  SrtpConfigSection srtp;
   OpsConfig ops;
   ApiConfig api;
   NgConfig ng;

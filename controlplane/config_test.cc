@@ -326,13 +326,13 @@ TEST(ConfigParseTest, SecondDocumentIsAnError) {
 TEST(ConfigParseTest, TopLevelMustBeAMap) {
   EXPECT_THAT(ErrorOf("- a\n- b\n"),
               HasSubstr("t.yaml:1:1: (top level): expected a map of keys, found a list; "
-                        "allowed: ports, rtp, dataplane, ops, api, ng, log, database, sip"));
+                        "allowed: ports, rtp, dataplane, srtp, ops, api, ng, log, database, sip"));
   EXPECT_THAT(ErrorOf("just text\n"), HasSubstr("found a single value"));
 }
 
 TEST(ConfigParseTest, UnknownKeysAreErrorsListingAllowedOnes) {
   EXPECT_EQ(ErrorOf(WithPorts("colour: blue\n")),
-            "t.yaml:5:1: colour: unknown key 'colour'; allowed: ports, rtp, dataplane, ops, "
+            "t.yaml:5:1: colour: unknown key 'colour'; allowed: ports, rtp, dataplane, srtp, ops, "
             "api, ng, log, database, sip");
   EXPECT_EQ(ErrorOf(WithPorts("rtp:\n  port_mn: 30000\n")),
             "t.yaml:6:3: rtp.port_mn: unknown key 'port_mn'; allowed: port_min, port_max, "

@@ -263,11 +263,54 @@ absl::string_view FamilyName(IpAddress::Family family) {
   return family == IpAddress::Family::kV6 ? "ipv6" : "ipv4";
 }
 
+// {"suite": "...", "key": "inline:..."}; the session manager checks suite and key.
+absl::StatusOr<SrtpKeySpec> ReadSrtpKey(const Json& v, const std::string& path, bool key_required) {
+  if (!v.is_object()) return FieldError(path, "must be an object");
+  KARL_RETURN_IF_ERROR(CheckKeys(v, path, {"suite", "key"}));
+  SrtpKeySpec out;
+  const Json* suite = Member(v, "suite");
+  if (suite == nullptr) {
+    return FieldError(Child(path, "suite"), "required (e.g. \"AES_CM_128_HMAC_SHA1_80\")");
+  }
+  KARL_RETURN_IF_ERROR(ReadString(*suite, Child(path, "suite"), 1, &out.suite));
+  const Json* key = Member(v, "key");
+  if (key != nullptr && !key->is_null()) {
+    if (!key->is_string()) return FieldError(Child(path, "key"), "must be a string");
+    out.key = key->get<std::string>();
+    if (out.key.empty() || out.key.size() > 512) {
+      return FieldError(Child(path, "key"),
+                        "must be 'inline:<base64 key||salt>[|lifetime][|MKI:len]'");
+    }
+  } else if (key_required) {
+    return FieldError(Child(path, "key"),
+                      "required: the key the peer encrypts with ('inline:...')");
+  }
+  return out;
+}
+
+// {"send": {...}|null, "receive": {...}|null, "replay_window": n}
+absl::StatusOr<SrtpSpec> ReadSrtpSpec(const Json& v, const std::string& path) {
+  if (!v.is_object()) return FieldError(path, "must be an object");
+  KARL_RETURN_IF_ERROR(CheckKeys(v, path, {"send", "receive", "replay_window"}));
+  SrtpSpec out;
+  if (const Json* send = Member(v, "send"); send != nullptr && !send->is_null()) {
+    KARL_ASSIGN_OR_RETURN(out.send, ReadSrtpKey(*send, Child(path, "send"), false));
+  }
+  if (const Json* receive = Member(v, "receive"); receive != nullptr && !receive->is_null()) {
+    KARL_ASSIGN_OR_RETURN(out.receive, ReadSrtpKey(*receive, Child(path, "receive"), true));
+  }
+  if (const Json* window = Member(v, "replay_window")) {
+    KARL_RETURN_IF_ERROR(
+        ReadIntAs(*window, Child(path, "replay_window"), 128, 32768, &out.replay_window));
+  }
+  return out;
+}
+
 absl::StatusOr<LegSpec> ParseLegSpec(const Json& v, const std::string& path) {
   if (!v.is_object()) return FieldError(path, "must be an object");
   KARL_RETURN_IF_ERROR(CheckKeys(v, path,
                                  {"peer", "peer_rtcp_port", "interface", "family", "rtcp_mux",
-                                  "strict_source", "asymmetric", "dscp"}));
+                                  "strict_source", "asymmetric", "dscp", "srtp"}));
   LegSpec leg;
   // null means "not given" for the two fields SessionInfo itself shows as null.
   if (const Json* peer = Member(v, "peer"); peer != nullptr && !peer->is_null()) {
@@ -306,6 +349,9 @@ absl::StatusOr<LegSpec> ParseLegSpec(const Json& v, const std::string& path) {
     KARL_RETURN_IF_ERROR(ReadIntAs(*dscp, Child(path, "dscp"), 0, 63, &value));
     leg.dscp = value;
   }
+  if (const Json* srtp = Member(v, "srtp"); srtp != nullptr && !srtp->is_null()) {
+    KARL_ASSIGN_OR_RETURN(leg.srtp, ReadSrtpSpec(*srtp, Child(path, "srtp")));
+  }
   return leg;
 }
 
@@ -317,8 +363,8 @@ absl::Status RefuseNull(const Json& v, absl::string_view path) {
 }
 
 absl::StatusOr<LegUpdate> ParseLegUpdate(const Json& v, const std::string& path) {
-  KARL_RETURN_IF_ERROR(
-      CheckKeys(v, path, {"peer", "peer_rtcp_port", "strict_source", "asymmetric", "dscp"}));
+  KARL_RETURN_IF_ERROR(CheckKeys(
+      v, path, {"peer", "peer_rtcp_port", "strict_source", "asymmetric", "dscp", "srtp"}));
   LegUpdate leg;
   if (const Json* peer = Member(v, "peer")) {
     KARL_RETURN_IF_ERROR(RefuseNull(*peer, Child(path, "peer")));
@@ -347,6 +393,10 @@ absl::StatusOr<LegUpdate> ParseLegUpdate(const Json& v, const std::string& path)
     uint8_t value = 0;
     KARL_RETURN_IF_ERROR(ReadIntAs(*dscp, Child(path, "dscp"), 0, 63, &value));
     leg.dscp = value;
+  }
+  if (const Json* srtp = Member(v, "srtp")) {
+    KARL_RETURN_IF_ERROR(RefuseNull(*srtp, Child(path, "srtp")));
+    KARL_ASSIGN_OR_RETURN(leg.srtp, ReadSrtpSpec(*srtp, Child(path, "srtp")));
   }
   return leg;
 }
@@ -393,6 +443,23 @@ OJson StatsJson(const StreamStats& s) {
   return j;
 }
 
+OJson SrtpKeyJson(const std::optional<SrtpKeySpec>& k) {
+  if (!k) return OJson(nullptr);
+  OJson j = OJson::object();
+  j["suite"] = k->suite;
+  j["key"] = k->key;
+  return j;
+}
+
+OJson SrtpJson(const std::optional<SrtpSpec>& s) {
+  if (!s) return OJson(nullptr);
+  OJson j = OJson::object();
+  j["send"] = SrtpKeyJson(s->send);
+  j["receive"] = SrtpKeyJson(s->receive);
+  j["replay_window"] = s->replay_window;
+  return j;
+}
+
 OJson LegJson(const LegInfo& leg) {
   OJson stats = OJson::object();
   stats["rtp"] = StatsJson(leg.rtp);
@@ -409,6 +476,7 @@ OJson LegJson(const LegInfo& leg) {
   j["strict_source"] = leg.strict_source;
   j["asymmetric"] = leg.asymmetric;
   j["dscp"] = leg.dscp ? OJson(*leg.dscp) : OJson(nullptr);
+  j["srtp"] = SrtpJson(leg.srtp);
   j["stats"] = std::move(stats);
   return j;
 }

@@ -999,6 +999,41 @@ TEST(RestApiParseTest, UpdateParsesNullLegsAndRefusesTooMany) {
             "legs[0]: must be an object or null");
 }
 
+TEST(RestApiParseTest, SrtpPerDirectionWithErrorsNamingTheField) {
+  absl::StatusOr<SessionSpec> spec = ParseSessionSpec(
+      R"({"call_id": "c", "legs": [{}, {"srtp": {"send": {"suite": "AEAD_AES_128_GCM"},
+          "receive": {"suite": "AES_CM_128_HMAC_SHA1_80", "key": "inline:abc"},
+          "replay_window": 256}}]})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_FALSE(spec->legs[0].srtp.has_value());
+  ASSERT_TRUE(spec->legs[1].srtp.has_value());
+  const SrtpSpec& s = *spec->legs[1].srtp;
+  ASSERT_TRUE(s.send && s.receive);
+  EXPECT_EQ(s.send->suite, "AEAD_AES_128_GCM");
+  EXPECT_EQ(s.send->key, "");  // Karl generates it
+  EXPECT_EQ(s.receive->key, "inline:abc");
+  EXPECT_EQ(s.replay_window, 256u);
+  const auto error = [](const std::string& srtp) {
+    return std::string(ParseSessionSpec(R"({"call_id": "c", "legs": [{}, {"srtp": )" + srtp + "}]}")
+                           .status()
+                           .message());
+  };
+  EXPECT_EQ(error(R"({"receive": {"suite": "AEAD_AES_128_GCM"}})"),
+            "legs[1].srtp.receive.key: required: the key the peer encrypts with ('inline:...')");
+  EXPECT_EQ(error(R"({"send": {"key": "inline:x"}})"),
+            "legs[1].srtp.send.suite: required (e.g. \"AES_CM_128_HMAC_SHA1_80\")");
+  EXPECT_EQ(error(R"({"send": {"suite": "X", "mki": 1}})"), "legs[1].srtp.send.mki: unknown field");
+  EXPECT_EQ(error(R"({"replay_window": 64})"),
+            "legs[1].srtp.replay_window: must be an integer between 128 and 32768");
+  EXPECT_EQ(error("[]"), "legs[1].srtp: must be an object");
+  absl::StatusOr<SessionUpdate> update = ParseSessionUpdate(R"({"legs": [null, {"srtp": {}}]})");
+  ASSERT_TRUE(update.ok()) << update.status();
+  ASSERT_TRUE(update->legs[1]->srtp.has_value());
+  EXPECT_FALSE(update->legs[1]->srtp->send || update->legs[1]->srtp->receive);
+  EXPECT_EQ(ParseSessionUpdate(R"({"legs": [{"srtp": null}]})").status().message(),
+            "legs[0].srtp: must not be null; omit it to keep the current value");
+}
+
 TEST(RestApiParseTest, FilterDefaultsAndValues) {
   absl::StatusOr<SessionFilter> filter = ParseSessionFilter({});
   ASSERT_TRUE(filter.ok());
@@ -1041,6 +1076,7 @@ SessionInfo SampleInfo() {
   leg.rtp.drops_by_reason[static_cast<size_t>(DropReason::kNoPeer)] = 1;
   leg.rtp.last_packet_age_s = 2.5;
   leg.rtp.lost = -1;
+  leg.srtp = SrtpSpec{SrtpKeySpec{"AEAD_AES_128_GCM", "inline:a2V5"}, std::nullopt, 128};
   info.legs.push_back(leg);
   return info;
 }
@@ -1088,6 +1124,10 @@ TEST(RestApiJsonTest, SessionInfoToJsonIsTheDocumentedShape) {
          {"strict_source", false},
          {"asymmetric", false},
          {"dscp", 46},
+         {"srtp",
+          {{"send", {{"suite", "AEAD_AES_128_GCM"}, {"key", "inline:a2V5"}}},
+           {"receive", nullptr},
+           {"replay_window", 128}}},
          {"stats", {{"rtp", expected_stats_rtp}, {"rtcp", expected_stats_rtcp}}}}}}};
   const nlohmann::ordered_json actual = SessionInfoToJson(SampleInfo());
   EXPECT_EQ(Json::parse(actual.dump()), expected) << actual.dump(2);

@@ -58,6 +58,14 @@ std::string Base64Encode(const std::vector<uint8_t>& data) {
 }
 
 std::optional<std::vector<uint8_t>> Base64Decode(std::string_view text) {
+  // rtpengine and other SDES implementations leave the '=' padding off: accept both.
+  std::string padded;
+  if (text.size() % 4 == 2 || text.size() % 4 == 3) {
+    if (text.find('=') != std::string_view::npos) return std::nullopt;
+    padded.assign(text);
+    padded.append(4 - text.size() % 4, '=');
+    text = padded;
+  }
   if (text.size() % 4 != 0) return std::nullopt;
   std::vector<uint8_t> out;
   out.reserve(text.size() / 4 * 3);
@@ -188,6 +196,22 @@ std::string FormatSdesCrypto(const SdesCrypto& c) {
   }
   for (const std::string& p : c.session_params) absl::StrAppend(&out, " ", p);
   return out;
+}
+
+absl::StatusOr<SdesCrypto> ParseSdesKey(std::string_view suite, std::string_view key_params) {
+  if (key_params.find(' ') != std::string_view::npos) {
+    return absl::InvalidArgumentError(
+        "the key must be one 'inline:<key||salt>[|lifetime][|MKI:len]'");
+  }
+  return ParseSdesCrypto(absl::StrCat("1 ", absl::string_view(suite.data(), suite.size()), " ",
+                                      absl::string_view(key_params.data(), key_params.size())));
+}
+
+std::string FormatSdesKey(const SdesCrypto& c) {
+  SdesCrypto bare = c;
+  bare.session_params.clear();
+  const std::string full = FormatSdesCrypto(bare);
+  return full.substr(full.find("inline:"));
 }
 
 absl::StatusOr<SdesCrypto> GenerateSdesCrypto(uint32_t tag, dp::SrtpSuite suite) {

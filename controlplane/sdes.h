@@ -35,6 +35,12 @@ absl::StatusOr<SdesCrypto> ParseSdesCrypto(std::string_view value);
 // The attribute value for `c` (the inverse of ParseSdesCrypto).
 std::string FormatSdesCrypto(const SdesCrypto& c);
 
+// SDES key-params alone ("inline:<key||salt>[|lifetime][|MKI:len]", RFC 4568 §9.1) for
+// the suite named `suite`: what the REST API carries per SRTP direction.
+absl::StatusOr<SdesCrypto> ParseSdesKey(std::string_view suite, std::string_view key_params);
+// The key-params of `c` ("inline:..."), the inverse of ParseSdesKey.
+std::string FormatSdesKey(const SdesCrypto& c);
+
 // A new master key and salt for `suite` from OpenSSL's CSPRNG.
 absl::StatusOr<SdesCrypto> GenerateSdesCrypto(uint32_t tag, dp::SrtpSuite suite);
 

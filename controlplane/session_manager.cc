@@ -1,5 +1,6 @@
 #include "controlplane/session_manager.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <rte_arp.h>
 #include <rte_cycles.h>
@@ -10,6 +11,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "controlplane/sdes.h"
+#include "dataplane/srtp.h"
+#include "dataplane/srtp_engine.h"
 #include "spdlog/spdlog.h"
 
 namespace karl {
@@ -55,6 +59,12 @@ IpAddress AddrFrom(uint8_t family, const uint8_t* bytes) {
   std::array<uint8_t, 16> b;
   std::memcpy(b.data(), bytes, 16);
   return IpAddress::V6(b);
+}
+
+dp::SrtpEngineKind EngineKind(const std::string& name) {
+  dp::SrtpEngineKind kind = dp::SrtpEngineKind::kIpsecMb;
+  dp::ParseSrtpEngineKind(name, &kind);  // validated by the config parser
+  return kind;
 }
 
 }  // namespace
@@ -117,7 +127,9 @@ absl::Status SessionManager::AllocateLeg(const LegSpec& spec, size_t index, Leg*
                      family == IpAddress::Family::kV4 ? "IPv4" : "IPv6", " address",
                      spec.interface.empty() ? "" : " of " + spec.interface));
   }
+  std::optional<SrtpSpec> srtp = std::move(leg->spec.srtp);  // resolved by SetUpSrtp
   leg->spec = spec;
+  leg->spec.srtp = std::move(srtp);
   leg->pool = chosen;
   leg->port_index = chosen->port_index;
   leg->local = chosen->address;
@@ -130,6 +142,70 @@ absl::Status SessionManager::AllocateLeg(const LegSpec& spec, size_t index, Leg*
         spec.rtcp_mux ? spec.peer->port : static_cast<uint16_t>(spec.peer->port + 1));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<SessionManager::SrtpSetup> SessionManager::SetUpSrtp(
+    const std::optional<SrtpSpec>& spec, size_t index, const Leg* old) const {
+  SrtpSetup out;
+  if (!spec) return out;
+  out.spec = spec;
+  if (out.spec->replay_window == 0) out.spec->replay_window = config_.srtp.replay_window;
+  const std::optional<SrtpSpec>& before = old != nullptr ? old->spec.srtp : std::nullopt;
+  const bool same_window = before && before->replay_window == out.spec->replay_window;
+  for (const bool send : {true, false}) {
+    std::optional<SrtpKeySpec>& dir = send ? out.spec->send : out.spec->receive;
+    if (!dir) continue;
+    const std::string field = absl::StrCat("legs[", index, "].srtp.", send ? "send" : "receive");
+    absl::StatusOr<dp::SrtpSuite> suite = SrtpSuiteFromName(dir->suite);
+    if (!suite.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".suite: ", suite.status().message(),
+                                                     "; allowed: AES_CM_128_HMAC_SHA1_80, "
+                                                     "AES_CM_128_HMAC_SHA1_32, "
+                                                     "AES_256_CM_HMAC_SHA1_80, "
+                                                     "AES_256_CM_HMAC_SHA1_32, AEAD_AES_128_GCM, "
+                                                     "AEAD_AES_256_GCM"));
+    }
+    // A direction whose suite and key stay keeps its context (ROC, replay window).
+    const std::optional<SrtpKeySpec>& prev =
+        before ? (send ? before->send : before->receive) : std::nullopt;
+    if (!dir->key.empty() && prev && *prev == *dir && same_window) {
+      (send ? out.tx : out.rx) = send ? old->srtp_tx : old->srtp_rx;
+      continue;
+    }
+    SdesCrypto crypto;
+    if (dir->key.empty()) {
+      absl::StatusOr<SdesCrypto> fresh = GenerateSdesCrypto(1, *suite);
+      if (!fresh.ok()) return fresh.status();
+      crypto = *std::move(fresh);
+      dir->key = FormatSdesKey(crypto);
+    } else {
+      absl::StatusOr<SdesCrypto> parsed = ParseSdesKey(dir->suite, dir->key);
+      if (!parsed.ok()) {
+        absl::string_view what = parsed.status().message();
+        if (what.substr(0, 10) == "a=crypto: ") what.remove_prefix(10);
+        return absl::InvalidArgumentError(absl::StrCat(field, ".key: ", what));
+      }
+      crypto = *std::move(parsed);
+    }
+    dp::SrtpConfig sc;
+    sc.suite = *suite;
+    sc.master_key = crypto.key;
+    sc.master_salt = crypto.salt;
+    sc.mki = crypto.mki;
+    sc.replay_window = out.spec->replay_window;
+    sc.engine = EngineKind(config_.srtp.engine);
+    // Karl protects with the send key and unprotects with the receive key, never both.
+    sc.direction = send ? dp::SrtpDirection::kProtect : dp::SrtpDirection::kUnprotect;
+    std::shared_ptr<dp::SrtpContext> ctx = dp::SrtpContext::Create(sc);
+    OPENSSL_cleanse(crypto.key.data(), crypto.key.size());
+    OPENSSL_cleanse(crypto.salt.data(), crypto.salt.size());
+    if (ctx == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(field, ": cannot set up the SRTP context (", config_.srtp.engine, ")"));
+    }
+    (send ? out.tx : out.rx) = std::move(ctx);
+  }
+  return out;
 }
 
 void SessionManager::ReleaseLeg(Leg& leg) {
@@ -215,6 +291,8 @@ void SessionManager::PublishLeg(Session& s, size_t index) {
     CopyAddr(rtp.expected_addr, in.spec.peer->address);
   }
   rtp.egress = EgressToward(out, false);
+  rtp.srtp_in = in.srtp_rx;
+  rtp.srtp_out = out.srtp_tx;
   dp::StreamConfig rtcp = rtp;
   rtcp.id = in.rtcp_stream;
   rtcp.rtcp_mux = false;
@@ -244,6 +322,14 @@ absl::StatusOr<SessionInfo> SessionManager::Create(const SessionSpec& spec) {
   s->last_signal = std::chrono::steady_clock::now();
   s->media_timeout_s = spec.media_timeout_s ? spec.media_timeout_s : config_.rtp.media_timeout_s;
   s->legs.resize(2);
+  // Keys first: a bad key fails the request before anything is allocated.
+  for (size_t i = 0; i < 2; ++i) {
+    absl::StatusOr<SrtpSetup> srtp = SetUpSrtp(spec.legs[i].srtp, i, nullptr);
+    if (!srtp.ok()) return srtp.status();
+    s->legs[i].srtp_rx = std::move(srtp->rx);
+    s->legs[i].srtp_tx = std::move(srtp->tx);
+    s->legs[i].spec.srtp = std::move(srtp->spec);
+  }
   // Allocate everything first; on any failure give it all back (nothing half-applied).
   auto undo = [&](size_t allocated) {
     for (size_t i = 0; i < allocated; ++i) {
@@ -333,6 +419,17 @@ absl::StatusOr<SessionInfo> SessionManager::Update(const std::string& id, const 
     if (p.port == 0)
       return absl::InvalidArgumentError(absl::StrCat("legs[", i, "].peer.port: must not be 0"));
   }
+  std::vector<std::optional<SrtpSetup>> srtp(u.legs.size());
+  for (size_t i = 0; i < u.legs.size(); ++i) {
+    if (!u.legs[i] || !u.legs[i]->srtp) continue;
+    // An empty object means plain RTP both ways.
+    const SrtpSpec& want = *u.legs[i]->srtp;
+    const bool plain = !want.send && !want.receive;
+    absl::StatusOr<SrtpSetup> setup =
+        SetUpSrtp(plain ? std::nullopt : std::optional<SrtpSpec>(want), i, &s.legs[i]);
+    if (!setup.ok()) return setup.status();
+    srtp[i] = *std::move(setup);
+  }
   if (u.to_tag) s.to_tag = *u.to_tag;
   if (u.media_timeout_s) s.media_timeout_s = *u.media_timeout_s;
   for (size_t i = 0; i < u.legs.size(); ++i) {
@@ -342,6 +439,12 @@ absl::StatusOr<SessionInfo> SessionManager::Update(const std::string& id, const 
     if (lu.strict_source) l.spec.strict_source = *lu.strict_source;
     if (lu.asymmetric) l.spec.asymmetric = *lu.asymmetric;
     if (lu.dscp) l.spec.dscp = *lu.dscp;
+    if (srtp[i]) {
+      // Old contexts stay alive until the configs that point at them are freed.
+      l.spec.srtp = std::move(srtp[i]->spec);
+      l.srtp_rx = std::move(srtp[i]->rx);
+      l.srtp_tx = std::move(srtp[i]->tx);
+    }
     if (lu.peer) {
       // A new peer (re-INVITE): forget what was latched and learn again.
       l.spec.peer = *lu.peer;
@@ -436,6 +539,7 @@ SessionInfo SessionManager::Describe(const Session& s) const {
     li.strict_source = l.spec.strict_source;
     li.asymmetric = l.spec.asymmetric;
     li.dscp = l.spec.dscp;
+    li.srtp = l.spec.srtp;
     li.rtp = ReadStream(l.rtp_stream);
     li.rtcp = ReadStream(l.rtcp_stream);
     info.legs.push_back(std::move(li));
@@ -444,17 +548,31 @@ SessionInfo SessionManager::Describe(const Session& s) const {
 }
 
 void SessionManager::HandleEvent(const dp::WorkerEvent& ev) {
-  if (ev.type != dp::WorkerEvent::kLatched) return;
   auto it = stream_refs_.find(ev.stream);
   if (it == stream_refs_.end()) return;  // stream ended meanwhile
-  Session& s = *it->second.session;
-  Leg& l = s.legs[it->second.leg];
+  if (ev.type == dp::WorkerEvent::kLatched) {
+    HandleLatched(ev, it->second);
+  } else if (ev.type == dp::WorkerEvent::kSrtpError && ev.reason < DropReason::kCount) {
+    const Session& s = *it->second.session;
+    const uint64_t n =
+        dp_->stream_state(ev.stream).drops_by_reason[static_cast<size_t>(ev.reason)].Read();
+    spdlog::warn(
+        "session {} (call-id {}) leg {} {}: dropping packets: {} ({} so far; at most one such "
+        "line per second per stream)",
+        s.id, s.call_id, it->second.leg, it->second.rtcp ? "RTCP" : "RTP",
+        DropReasonLabel(ev.reason), n);
+  }
+}
+
+void SessionManager::HandleLatched(const dp::WorkerEvent& ev, const StreamRef& ref) {
+  Session& s = *ref.session;
+  Leg& l = s.legs[ref.leg];
   if (ev.generation != l.generation) return;  // latched before a re-INVITE: stale
   const IpAddress src = AddrFrom(ev.family, ev.addr);
   const uint16_t port = rte_be_to_cpu_16(ev.port_be);
   std::array<uint8_t, 6> mac;
   std::memcpy(mac.data(), ev.mac, 6);
-  if (it->second.rtcp) {
+  if (ref.rtcp) {
     l.peer_rtcp_port = port;
     if (!l.peer) return;  // RTCP before RTP: wait for RTP to set the address
   } else {
@@ -467,9 +585,9 @@ void SessionManager::HandleEvent(const dp::WorkerEvent& ev) {
     l.latched = true;
     l.mac = MacAddress(mac);
   }
-  spdlog::debug("session {} leg {} latched {} {}:{}", s.id, it->second.leg,
-                it->second.rtcp ? "RTCP" : "RTP", src.ToString(), port);
-  PublishLeg(s, 1 - it->second.leg);  // the other leg's streams send toward this peer
+  spdlog::debug("session {} leg {} latched {} {}:{}", s.id, ref.leg, ref.rtcp ? "RTCP" : "RTP",
+                src.ToString(), port);
+  PublishLeg(s, 1 - ref.leg);  // the other leg's streams send toward this peer
 }
 
 void SessionManager::LearnNeighbors() {

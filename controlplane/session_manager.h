@@ -58,6 +58,15 @@ class SessionManager {
     uint32_t rtp_stream = dp::kNoStream;
     uint32_t rtcp_stream = dp::kNoStream;
     uint32_t generation = 1;
+    // SRTP (spec.srtp holds the resolved keys): rx unprotects what the peer sends,
+    // tx protects what Karl sends to the peer. Shared with the published stream configs.
+    std::shared_ptr<dp::SrtpContext> srtp_rx;
+    std::shared_ptr<dp::SrtpContext> srtp_tx;
+  };
+  // A leg's SRTP, resolved (keys generated) and set up, not yet applied.
+  struct SrtpSetup {
+    std::optional<SrtpSpec> spec;
+    std::shared_ptr<dp::SrtpContext> rx, tx;
   };
   struct Session {
     std::string id;
@@ -92,6 +101,10 @@ class SessionManager {
   };
 
   absl::Status AllocateLeg(const LegSpec& spec, size_t index, Leg* leg);
+  // Checks suites and keys, generates missing send keys, creates the contexts. `old`:
+  // the leg's current SRTP, whose contexts are kept for directions that do not change.
+  absl::StatusOr<SrtpSetup> SetUpSrtp(const std::optional<SrtpSpec>& spec, size_t index,
+                                      const Leg* old) const;
   void ReleaseLeg(Leg& leg);
   void PublishLeg(Session& s, size_t leg);  // the two streams that receive on leg `leg`
   dp::Egress EgressToward(const Leg& to, bool rtcp) const;
@@ -99,6 +112,7 @@ class SessionManager {
   void RefreshMac(Leg& leg);
   void SendResolution(size_t port_index, const IpAddress& target);
   void HandleEvent(const dp::WorkerEvent& ev);
+  void HandleLatched(const dp::WorkerEvent& ev, const StreamRef& ref);
   void LearnNeighbors();
   void EndSession(Session& s, const std::string& reason);
   SessionInfo Describe(const Session& s) const;

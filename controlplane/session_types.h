@@ -18,6 +18,22 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
+// SRTP of one direction of a leg (RFC 3711). Suite by its SDES name (RFC 4568 §6.2,
+// RFC 6188, RFC 7714 §14.2); key in SDES key-params form "inline:<base64 key||salt>"
+// with optional "|lifetime" and "|MKI:length" (RFC 4568 §9.1).
+struct SrtpKeySpec {
+  std::string suite;
+  std::string key;  // empty in a send spec: Karl generates one
+  bool operator==(const SrtpKeySpec&) const = default;
+};
+
+struct SrtpSpec {
+  std::optional<SrtpKeySpec> send;     // Karl -> this leg's peer; absent = plain RTP
+  std::optional<SrtpKeySpec> receive;  // this leg's peer -> Karl; absent = plain RTP
+  uint32_t replay_window = 0;          // 0 = config srtp.replay_window
+  bool operator==(const SrtpSpec&) const = default;
+};
+
 // One leg as the signalling side asks for it.
 struct LegSpec {
   // Remote RTP address/port. Absent: learned from the first valid packet (latching).
@@ -29,11 +45,12 @@ struct LegSpec {
   std::string interface;
   // Address family of the local address; absent: the peer's family, else IPv4.
   std::optional<IpAddress::Family> family;
-  bool rtcp_mux = false;        // RTP and RTCP share one local port (RFC 5761)
-  bool strict_source = false;   // drop packets from anything but the (latched) peer
-  bool asymmetric = false;      // never re-latch: keep the given peer even if media comes
-                                // from elsewhere (symmetric latching is the default)
-  std::optional<uint8_t> dscp;  // DSCP to set on packets sent toward this leg's peer
+  bool rtcp_mux = false;         // RTP and RTCP share one local port (RFC 5761)
+  bool strict_source = false;    // drop packets from anything but the (latched) peer
+  bool asymmetric = false;       // never re-latch: keep the given peer even if media comes
+                                 // from elsewhere (symmetric latching is the default)
+  std::optional<uint8_t> dscp;   // DSCP to set on packets sent toward this leg's peer
+  std::optional<SrtpSpec> srtp;  // absent: plain RTP both ways
 };
 
 struct SessionSpec {
@@ -51,6 +68,9 @@ struct LegUpdate {
   std::optional<bool> strict_source;
   std::optional<bool> asymmetric;
   std::optional<uint8_t> dscp;
+  // Re-keying: replaces the leg's SRTP (an empty SrtpSpec = plain both ways). A
+  // direction whose suite and key stay the same keeps its state (ROC, replay window).
+  std::optional<SrtpSpec> srtp;
 };
 struct SessionUpdate {
   std::optional<std::string> to_tag;
@@ -85,8 +105,9 @@ struct LegInfo {
   bool strict_source = false;
   bool asymmetric = false;
   std::optional<uint8_t> dscp;
-  StreamStats rtp;   // received on local RTP port from this leg's peer
-  StreamStats rtcp;  // received on local RTCP port (or demuxed)
+  std::optional<SrtpSpec> srtp;  // with the generated send key filled in
+  StreamStats rtp;               // received on local RTP port from this leg's peer
+  StreamStats rtcp;              // received on local RTCP port (or demuxed)
 };
 
 struct SessionInfo {

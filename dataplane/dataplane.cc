@@ -120,12 +120,28 @@ inline uint32_t LookupStream(const WorkerState* w, const rte_mbuf* m,
   return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data));
 }
 
-// The media path for one valid UDP packet whose flow lookup gave stream `id`:
-// ownership, source validation and latching, RTP/RTCP validation and statistics,
-// header rewrite and buffered transmit. Returns kCount when the packet was sent or
-// handed to its owner, else the drop reason (the caller frees it).
-inline DropReason ProcessMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& p, uint32_t id,
-                               uint64_t now_tsc) noexcept {
+// A media packet admitted to its stream (owner, source checked), between the steps.
+struct MediaPacket {
+  rte_mbuf* m = nullptr;
+  const StreamConfig* cfg = nullptr;
+  StreamState* st = nullptr;    // the stream the packet arrived on (RTP statistics)
+  StreamState* acct = nullptr;  // where it is counted (the RTCP stream for demuxed RTCP)
+  ParsedPacket p;
+  uint32_t id = kNoStream;
+  uint32_t rx_len = 0;  // frame length as received (counted in bytes)
+  bool rtcp = false;
+};
+
+inline uint8_t* UdpPayload(const MediaPacket& mp) noexcept {
+  return rte_pktmbuf_mtod(mp.m, uint8_t*) + mp.p.l4_offset + sizeof(rte_udp_hdr);
+}
+
+// Step 1: ownership, source validation and latching. Returns kCount with mp->cfg set
+// when the packet goes on, kCount with mp->cfg null when it was handed to its owner,
+// else the drop reason (the caller frees it).
+inline DropReason AdmitMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& p, uint32_t id,
+                             MediaPacket* mp) noexcept {
+  mp->cfg = nullptr;
   if (id == kNoStream) return DropReason::kNoSession;
   const StreamConfig* cfg = w->streams->configs[id].load(std::memory_order_acquire);
   if (cfg == nullptr) return DropReason::kNoSession;
@@ -186,46 +202,179 @@ inline DropReason ProcessMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& 
     CountStreamDrop(st, DropReason::kStrictSource);
     return DropReason::kStrictSource;
   }
-
-  // RTP/RTCP validation (RFC 3550) and statistics; RFC 5761 demux on rtcp-mux ports.
+  // RFC 5761 demux on rtcp-mux ports (the RTCP packet type octet is clear in SRTCP too).
   const uint8_t* payload = frame + p.l4_offset + sizeof(rte_udp_hdr);
-  const bool rtcp = cfg->is_rtcp || (cfg->rtcp_mux && LooksLikeRtcp(payload, p.udp_payload_len));
-  StreamState& acct = (rtcp && cfg->rtcp_mux && cfg->rtcp_stream != kNoStream)
-                          ? w->streams->states[cfg->rtcp_stream]
-                          : st;
-  if (rtcp) {
-    const DropReason r = ValidateRtcp(payload, p.udp_payload_len);
-    if (r != DropReason::kCount) {
-      CountStreamDrop(acct, r);
-      return r;
-    }
-  } else {
-    RtpHeaderInfo h;
-    const DropReason r = ParseRtp(payload, p.udp_payload_len, &h);
-    if (r != DropReason::kCount) {
-      CountStreamDrop(acct, r);
-      return r;
-    }
-    RtpStreamStats& rs = st.rtp;
-    rs.Update(h, static_cast<uint64_t>(static_cast<double>(now_tsc) * w->ns_per_tsc));
-    st.ssrc.Set(rs.ssrc);
-    st.ssrc_changes.Set(rs.ssrc_changes);
-    st.expected.Set(rs.Expected());
-    st.received.Set(rs.Received());
-    st.jitter_us.Set(static_cast<uint64_t>(rs.JitterMs() * 1000.0));
-  }
-  const uint32_t len = m->pkt_len;
-  const Egress& egress = (rtcp && cfg->rtcp_mux) ? cfg->rtcp_egress : cfg->egress;
-  const DropReason r = RewriteForEgress(m, p, egress, w->egress_ports[egress.port_index]);
-  if (r != DropReason::kCount) {
-    CountStreamDrop(acct, r);
-    return r;
-  }
-  acct.packets.Add(1);
-  acct.bytes.Add(len);
-  acct.last_tsc.Set(now_tsc);
-  Transmit(w, egress.port_index, m);
+  mp->rtcp = cfg->is_rtcp || (cfg->rtcp_mux && LooksLikeRtcp(payload, p.udp_payload_len));
+  mp->m = m;
+  mp->cfg = cfg;
+  mp->st = &st;
+  mp->acct = (mp->rtcp && cfg->rtcp_mux && cfg->rtcp_stream != kNoStream)
+                 ? &w->streams->states[cfg->rtcp_stream]
+                 : &st;
+  mp->p = p;
+  mp->id = id;
+  mp->rx_len = m->pkt_len;
   return DropReason::kCount;
+}
+
+// Step 2: RTP/RTCP validation (RFC 3550) of the plain packet and RTP statistics.
+inline DropReason ValidateMedia(WorkerState* w, const MediaPacket& mp, uint64_t now_tsc) noexcept {
+  const uint8_t* payload = UdpPayload(mp);
+  if (mp.rtcp) return ValidateRtcp(payload, mp.p.udp_payload_len);
+  RtpHeaderInfo h;
+  const DropReason r = ParseRtp(payload, mp.p.udp_payload_len, &h);
+  if (r != DropReason::kCount) return r;
+  StreamState& st = *mp.st;
+  RtpStreamStats& rs = st.rtp;
+  rs.Update(h, static_cast<uint64_t>(static_cast<double>(now_tsc) * w->ns_per_tsc));
+  st.ssrc.Set(rs.ssrc);
+  st.ssrc_changes.Set(rs.ssrc_changes);
+  st.expected.Set(rs.Expected());
+  st.received.Set(rs.Received());
+  st.jitter_us.Set(static_cast<uint64_t>(rs.JitterMs() * 1000.0));
+  return DropReason::kCount;
+}
+
+// Step 3: header rewrite, counters, buffered transmit.
+inline DropReason EmitMedia(WorkerState* w, MediaPacket& mp, bool payload_changed,
+                            uint64_t now_tsc) noexcept {
+  const Egress& egress = (mp.rtcp && mp.cfg->rtcp_mux) ? mp.cfg->rtcp_egress : mp.cfg->egress;
+  const DropReason r =
+      RewriteForEgress(mp.m, mp.p, egress, w->egress_ports[egress.port_index], payload_changed);
+  if (r != DropReason::kCount) return r;
+  mp.acct->packets.Add(1);
+  mp.acct->bytes.Add(mp.rx_len);
+  mp.acct->last_tsc.Set(now_tsc);
+  Transmit(w, egress.port_index, mp.m);
+  return DropReason::kCount;
+}
+
+inline bool NeedsSrtp(const StreamConfig* cfg) noexcept {
+  return cfg->srtp_in != nullptr || cfg->srtp_out != nullptr;
+}
+
+// The media path of a plain stream for one valid UDP packet whose flow lookup gave
+// stream `id`. Returns kCount when the packet was sent, handed to its owner or queued
+// in `srtp` (an SRTP stream: finished by RunSrtp), else the drop reason (the caller
+// frees it).
+inline DropReason ProcessMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& p, uint32_t id,
+                               uint64_t now_tsc, MediaPacket* srtp, uint16_t* nb_srtp) noexcept {
+  MediaPacket mp;
+  DropReason r = AdmitMedia(w, m, p, id, &mp);
+  if (r != DropReason::kCount || mp.cfg == nullptr) return r;
+  if (NeedsSrtp(mp.cfg)) {
+    srtp[(*nb_srtp)++] = mp;
+    return DropReason::kCount;
+  }
+  r = ValidateMedia(w, mp, now_tsc);
+  if (r == DropReason::kCount) r = EmitMedia(w, mp, false, now_tsc);
+  if (r != DropReason::kCount) CountStreamDrop(*mp.acct, r);
+  return r;
+}
+
+inline DropReason SrtpDropReason(SrtpStatus s) noexcept {
+  switch (s) {
+    case SrtpStatus::kOk:
+      return DropReason::kCount;
+    case SrtpStatus::kAuthFailed:
+      return DropReason::kSrtpAuthFailed;
+    case SrtpStatus::kReplay:
+      return DropReason::kSrtpReplay;
+    case SrtpStatus::kTooShort:
+      return DropReason::kSrtpTooShort;
+    case SrtpStatus::kNoRoom:
+      return DropReason::kSrtpNoTailroom;
+    case SrtpStatus::kKeyExhausted:
+      return DropReason::kSrtpKeyExhausted;
+  }
+  return DropReason::kSrtpAuthFailed;
+}
+
+// The UDP payload now has `len` octets: UDP length and mbuf length follow (the IP
+// header is rebuilt by the rewrite).
+inline void SetPayloadLen(MediaPacket& mp, uint32_t len) noexcept {
+  auto* udp = rte_pktmbuf_mtod_offset(mp.m, rte_udp_hdr*, mp.p.l4_offset);
+  udp->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(len + sizeof(rte_udp_hdr)));
+  mp.p.udp_payload_len = static_cast<uint16_t>(len);
+  const uint32_t frame_len = uint32_t{mp.p.l4_offset} + sizeof(rte_udp_hdr) + len;
+  mp.m->data_len = static_cast<uint16_t>(frame_len);
+  mp.m->pkt_len = frame_len;
+}
+
+struct FreeList {
+  rte_mbuf** pkts;
+  uint16_t* n;
+};
+
+inline void DropMedia(WorkerState* w, MediaPacket& mp, DropReason r, BurstTally* tally,
+                      FreeList out, uint64_t now_tsc) noexcept {
+  CountStreamDrop(*mp.acct, r);
+  ++tally->drops[static_cast<size_t>(r)];
+  out.pkts[(*out.n)++] = mp.m;
+  mp.m = nullptr;
+  if (r >= DropReason::kSrtpAuthFailed && r <= DropReason::kSrtpNoTailroom &&
+      now_tsc - mp.st->srtp_event_tsc >= w->tsc_hz) {
+    // Rate-limited note for the control plane's log (it names the session).
+    mp.st->srtp_event_tsc = now_tsc;
+    WorkerEvent ev;
+    ev.type = WorkerEvent::kSrtpError;
+    ev.stream = mp.id;
+    ev.generation = mp.cfg->generation;
+    ev.reason = r;
+    if (rte_ring_sp_enqueue_elem(w->events, &ev, sizeof(ev)) != 0) w->counters.events_lost.Add(1);
+  }
+}
+
+// Runs the SRTP streams' packets of a burst through the worker's engine, a whole
+// batch per step: unprotect (ingress SRTP) -> validate and count the plain packet ->
+// protect (egress SRTP) -> rewrite and transmit. Order within a stream is kept.
+inline void RunSrtp(WorkerState* w, MediaPacket* q, uint16_t n, BurstTally* tally, FreeList out,
+                    uint64_t now_tsc) noexcept {
+  SrtpJob jobs[kMaxBurst];
+  uint16_t job_of[kMaxBurst];
+  for (int pass = 0; pass < 2; ++pass) {
+    const bool protect = pass == 1;
+    uint16_t nj = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+      MediaPacket& mp = q[i];
+      if (mp.m == nullptr) continue;
+      if (protect) {
+        const DropReason r = ValidateMedia(w, mp, now_tsc);
+        if (r != DropReason::kCount) {
+          DropMedia(w, mp, r, tally, out, now_tsc);
+          continue;
+        }
+      }
+      SrtpContext* ctx = protect ? mp.cfg->srtp_out.get() : mp.cfg->srtp_in.get();
+      if (ctx == nullptr) continue;
+      SrtpJob& j = jobs[nj];
+      j.ctx = ctx;
+      j.mbuf = mp.m;
+      j.pkt = UdpPayload(mp);
+      j.len = mp.p.udp_payload_len;
+      j.capacity =
+          static_cast<uint32_t>(static_cast<uint8_t*>(mp.m->buf_addr) + mp.m->buf_len - j.pkt);
+      j.op = protect ? (mp.rtcp ? SrtpOp::kProtectRtcp : SrtpOp::kProtect)
+                     : (mp.rtcp ? SrtpOp::kUnprotectRtcp : SrtpOp::kUnprotect);
+      job_of[nj++] = i;
+    }
+    if (nj == 0) continue;
+    w->srtp->Run(jobs, nj);
+    for (uint16_t k = 0; k < nj; ++k) {
+      MediaPacket& mp = q[job_of[k]];
+      if (jobs[k].status != SrtpStatus::kOk) {
+        DropMedia(w, mp, SrtpDropReason(jobs[k].status), tally, out, now_tsc);
+      } else {
+        SetPayloadLen(mp, jobs[k].len);
+      }
+    }
+  }
+  for (uint16_t i = 0; i < n; ++i) {
+    MediaPacket& mp = q[i];
+    if (mp.m == nullptr) continue;
+    const DropReason r = EmitMedia(w, mp, true, now_tsc);
+    if (r != DropReason::kCount) DropMedia(w, mp, r, tally, out, now_tsc);
+  }
 }
 
 inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkts, uint16_t n,
@@ -234,6 +383,8 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
   rte_mbuf* to_control[kMaxBurst];
   rte_mbuf* media[kMaxBurst];
   ParsedPacket media_parsed[kMaxBurst];
+  MediaPacket srtp[kMaxBurst];
+  uint16_t nb_srtp = 0;
   uint16_t nb_free = 0;
   uint16_t nb_control = 0;
   uint16_t nb_media = 0;
@@ -297,13 +448,15 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
     }
     for (uint16_t i = 0; i < cnt; ++i) {
       rte_mbuf* m = media[base + i];
-      const DropReason r = ProcessMedia(w, m, media_parsed[base + i], ids[i], now_tsc);
+      const DropReason r =
+          ProcessMedia(w, m, media_parsed[base + i], ids[i], now_tsc, srtp, &nb_srtp);
       if (r != DropReason::kCount) {
         ++tally->drops[static_cast<size_t>(r)];
         to_free[nb_free++] = m;
       }
     }
   }
+  if (nb_srtp > 0) RunSrtp(w, srtp, nb_srtp, tally, FreeList{to_free, &nb_free}, now_tsc);
   if (nb_control > 0) {
     const unsigned sent = rte_ring_sp_enqueue_burst(
         w->exceptions, reinterpret_cast<void**>(to_control), nb_control, nullptr);
@@ -320,6 +473,11 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
 inline unsigned ProcessHandoffs(WorkerState* w, BurstTally* tally, uint64_t now_tsc) noexcept {
   void* pkts[32];
   const unsigned n = rte_ring_sc_dequeue_burst(w->handoff, pkts, 32, nullptr);
+  if (n == 0) return 0;
+  MediaPacket srtp[32];
+  uint16_t nb_srtp = 0;
+  rte_mbuf* to_free[32];
+  uint16_t nb_free = 0;
   for (unsigned i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(pkts[i]);
     const PortContext* port = nullptr;
@@ -329,13 +487,15 @@ inline unsigned ProcessHandoffs(WorkerState* w, BurstTally* tally, uint64_t now_
     ParsedPacket parsed;
     DropReason r = DropReason::kNoSession;
     if (port != nullptr && ClassifyPacket(m, *port, &parsed) == Verdict::kUdp) {
-      r = ProcessMedia(w, m, parsed, LookupStream(w, m, parsed), now_tsc);
+      r = ProcessMedia(w, m, parsed, LookupStream(w, m, parsed), now_tsc, srtp, &nb_srtp);
     }
     if (r != DropReason::kCount) {
       ++tally->drops[static_cast<size_t>(r)];
-      rte_pktmbuf_free(m);
+      to_free[nb_free++] = m;
     }
   }
+  if (nb_srtp > 0) RunSrtp(w, srtp, nb_srtp, tally, FreeList{to_free, &nb_free}, now_tsc);
+  if (nb_free > 0) rte_pktmbuf_free_bulk(to_free, nb_free);
   return n;
 }
 
@@ -538,6 +698,14 @@ absl::Status Dataplane::Init(const Settings& settings) {
     Close();
     return st;
   }
+  if (absl::Status st = InitSrtpCrypto(settings.srtp_engine, nb_workers); !st.ok()) {
+    Close();
+    const std::string_view name = SrtpEngineName(settings.srtp_engine);
+    return absl::Status(
+        st.code(), absl::StrCat("srtp.engine ", absl::string_view(name.data(), name.size()), ": ",
+                                st.message()));
+  }
+  srtp_crypto_ = true;
   tsc_hz_ = rte_get_tsc_hz();
   const uint64_t drain_tsc = tsc_hz_ / 1000000 * settings.tx_drain_us;
   unsigned index = 0;
@@ -565,6 +733,14 @@ absl::Status Dataplane::Init(const Settings& settings) {
     w->rcu = rcu_;
     w->streams = &streams_;
     w->ns_per_tsc = 1e9 / static_cast<double>(tsc_hz_);
+    w->tsc_hz = tsc_hz_;
+    srtp_engines_.push_back(CreateSrtpEngine(settings.srtp_engine, index));
+    w->srtp = srtp_engines_.back().get();
+    if (w->srtp == nullptr) {
+      workers_.push_back(std::move(w));
+      Close();
+      return absl::InternalError(absl::StrCat("cannot create the SRTP engine of worker ", index));
+    }
     if (w->exceptions == nullptr || w->to_transmit == nullptr || w->handoff == nullptr ||
         w->events == nullptr) {
       workers_.push_back(std::move(w));
@@ -786,7 +962,12 @@ void Dataplane::Close() {
     rte_ring_free(w->events);
   }
   workers_.clear();
-  FreeStreams();
+  FreeStreams();  // contexts go with their configs, before the engines
+  srtp_engines_.clear();
+  if (srtp_crypto_) {
+    CloseSrtpCrypto();
+    srtp_crypto_ = false;
+  }
   for (PortRuntime& p : ports_) {
     uint16_t id;
     if (rte_eth_dev_get_port_by_name(p.settings.device.c_str(), &id) == 0) {

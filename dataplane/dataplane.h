@@ -24,6 +24,7 @@
 #include "dataplane/forward.h"
 #include "dataplane/packet.h"
 #include "dataplane/rtp.h"
+#include "dataplane/srtp_engine.h"
 
 namespace karl::dp {
 
@@ -51,6 +52,9 @@ struct Settings {
   bool rss = true;
   uint32_t max_streams = 0;  // 0 = one per local port: (rtp range) x (addresses)
   bool verify_udp_checksum = true;
+  // Who runs SRTP on the workers. Init sets the engine up (InitSrtpCrypto) and Close
+  // tears it down; contexts for the streams must be made with the same kind.
+  SrtpEngineKind srtp_engine = SrtpEngineKind::kOpenssl;
 };
 
 // Every stream's published config and state. Owner: see flow.h.
@@ -112,6 +116,8 @@ struct alignas(kCacheLine) WorkerState {
   StreamTable* streams = nullptr;
   WorkerState* const* all_workers = nullptr;  // to find an owner's handoff ring
   double ns_per_tsc = 0;
+  uint64_t tsc_hz = 0;
+  SrtpEngine* srtp = nullptr;  // this worker's SRTP engine (owned by the Dataplane)
   EgressPort egress_ports[kMaxPorts];
   PortContext ports[kMaxPorts];
   rte_eth_dev_tx_buffer* tx_buffers[kMaxPorts] = {};
@@ -213,6 +219,8 @@ class Dataplane {
   uint64_t tsc_hz_ = 0;
   std::vector<PortRuntime> ports_;
   std::vector<std::unique_ptr<WorkerState>> workers_;
+  std::vector<std::unique_ptr<SrtpEngine>> srtp_engines_;  // one per worker
+  bool srtp_crypto_ = false;                               // InitSrtpCrypto done
   std::atomic<bool> stop_{false};
   bool running_ = false;
   ExceptionCounters exception_counters_;

@@ -15,12 +15,15 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 #include "common/drop_reasons.h"
 #include "common/worker_stats.h"
 #include "dataplane/rtp.h"
 
 namespace karl::dp {
+
+class SrtpContext;
 
 inline constexpr uint32_t kNoStream = UINT32_MAX;
 inline constexpr uint16_t kNoOwner = UINT16_MAX;
@@ -63,11 +66,22 @@ struct StreamConfig {
   Egress egress;                     // RTP (or RTCP for an RTCP stream)
   Egress rtcp_egress;                // with rtcp_mux: where demuxed RTCP goes
   uint32_t rtcp_stream = kNoStream;  // with rtcp_mux: stream whose state counts demuxed RTCP
+  // SRTP (RFC 3711): srtp_in unprotects what arrives (the ingress peer's keys), srtp_out
+  // protects what leaves (Karl's keys toward the egress peer); null = plain. Both set =
+  // re-key. A context's mutable state (ROC, replay window, SRTCP index) is touched only
+  // by the stream's owning worker: the RTP half by the RTP stream, the SRTCP half by the
+  // RTCP stream (or the rtcp-mux RTP stream). The control plane shares a context between
+  // successive configs of a stream while its keys stay, so a re-publish keeps the ROC.
+  std::shared_ptr<SrtpContext> srtp_in;
+  std::shared_ptr<SrtpContext> srtp_out;
 };
 
 // A worker's note to the control plane (event ring, POD).
 struct WorkerEvent {
-  enum Type : uint8_t { kLatched = 1 };
+  enum Type : uint8_t {
+    kLatched = 1,    // family/port_be/addr/mac: the source the stream latched to
+    kSrtpError = 2,  // reason: an SRTP drop (at most one event per stream per second)
+  };
   uint8_t type = 0;
   uint8_t family = 0;
   uint16_t port_be = 0;
@@ -75,7 +89,8 @@ struct WorkerEvent {
   uint32_t generation = 0;
   uint8_t addr[16] = {};
   uint8_t mac[6] = {};
-  uint8_t pad[6] = {};
+  DropReason reason = DropReason::kCount;
+  uint8_t pad[5] = {};
 };
 static_assert(sizeof(WorkerEvent) == 40);
 
@@ -100,7 +115,8 @@ struct alignas(kCacheLine) StreamState {
   SingleWriterCounter expected;
   SingleWriterCounter received;
   SingleWriterCounter jitter_us;
-  RtpStreamStats rtp{};  // the owner's private A.1/A.8 state (never read by others)
+  RtpStreamStats rtp{};         // the owner's private A.1/A.8 state (never read by others)
+  uint64_t srtp_event_tsc = 0;  // owner-private: last kSrtpError event (rate limit)
   std::array<SingleWriterCounter, kDropReasonCount> drops_by_reason;
 };
 

@@ -47,12 +47,29 @@ inline uint16_t UpdateChecksum(uint16_t old, uint32_t old_sum, uint32_t new_sum)
   return out == 0 ? 0xffff : out;  // RFC 768: a computed 0 is sent as all ones
 }
 
+// The UDP checksum computed over pseudo-header, header and payload (RFC 768; RFC 8200
+// §8.1 for IPv6): `udp` already carries its final ports and length.
+inline uint16_t FullUdpChecksum(const uint8_t* src, const uint8_t* dst, uint8_t family,
+                                const rte_udp_hdr* udp, uint16_t udp_len) noexcept {
+  const size_t alen = family == 4 ? 4 : 16;
+  uint32_t sum = Sum16(src, alen) + Sum16(dst, alen);
+  sum += rte_cpu_to_be_16(IPPROTO_UDP) + rte_cpu_to_be_16(udp_len);
+  sum += Sum16(udp, 6);  // ports and length; the checksum field counts as zero
+  sum += Sum16(reinterpret_cast<const uint8_t*>(udp) + sizeof(rte_udp_hdr),
+               udp_len - sizeof(rte_udp_hdr));
+  sum = Fold(Fold(sum));
+  const uint16_t out = static_cast<uint16_t>(~sum);
+  return out == 0 ? 0xffff : out;
+}
+
 }  // namespace detail
 
 // Rewrites `m` in place for `e` and returns kCount on success, else the drop reason.
-// `p` is what ClassifyPacket found for the incoming frame.
+// `p` is what ClassifyPacket found for the incoming frame. With `payload_changed` (an
+// SRTP transform rewrote the payload and set the UDP length) the UDP checksum is
+// computed afresh instead of updated.
 inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egress& e,
-                                   const EgressPort& port) noexcept {
+                                   const EgressPort& port, bool payload_changed = false) noexcept {
   if (e.family == 0) return DropReason::kNoPeer;
   if (!e.have_mac) return DropReason::kNoNeighbor;
   uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
@@ -122,7 +139,9 @@ inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egr
     ip->hdr_checksum = 0;
     ip->hdr_checksum = rte_ipv4_cksum(ip);
     new_sum += detail::Sum16(&ip->src_addr, 8);
-    if (old_cksum == 0) {
+    if (payload_changed) {
+      udp->dgram_cksum = detail::FullUdpChecksum(e.src_addr, e.dst_addr, 4, udp, udp_len);
+    } else if (old_cksum == 0) {
       udp->dgram_cksum = 0;  // RFC 768: none before, none now
     } else {
       udp->dgram_cksum = detail::UpdateChecksum(old_cksum, old_sum, new_sum);
@@ -135,10 +154,9 @@ inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egr
     ip->hop_limits = 64;
     std::memcpy(ip->src_addr, e.src_addr, 16);
     std::memcpy(ip->dst_addr, e.dst_addr, 16);
-    if (old_cksum == 0) {
-      // IPv4 without checksum bridged to IPv6, where it is mandatory (RFC 8200 §8.1).
-      udp->dgram_cksum = 0;
-      udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip, udp);
+    if (payload_changed || old_cksum == 0) {
+      // (IPv4 without checksum bridged to IPv6, where it is mandatory: RFC 8200 §8.1.)
+      udp->dgram_cksum = detail::FullUdpChecksum(e.src_addr, e.dst_addr, 6, udp, udp_len);
     } else {
       new_sum += detail::Sum16(ip->src_addr, 32);
       udp->dgram_cksum = detail::UpdateChecksum(old_cksum, old_sum, new_sum);

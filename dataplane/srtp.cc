@@ -4,9 +4,22 @@
 #include <immintrin.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <rte_crypto.h>
+#include <rte_cryptodev.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <srtp2/srtp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
+#include <iterator>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include "dataplane/srtp_engine.h"
 
 namespace karl::dp {
 namespace {
@@ -382,7 +395,15 @@ bool SrtpKdf(std::span<const uint8_t> master_key, std::span<const uint8_t, 14> m
 
 void SrtpContext::ReplayWindow::Init(uint32_t size) {
   size_ = size;
-  bits_.assign((size + 63) / 64, 0);
+  words_ = (size + 63) / 64;
+  if (words_ <= std::size(inline_)) {
+    heap_.clear();
+    bits_ = inline_;
+  } else {
+    heap_.assign(words_, 0);
+    bits_ = heap_.data();
+  }
+  std::fill(bits_, bits_ + words_, uint64_t{0});
   highest_ = 0;
   started_ = false;
 }
@@ -390,19 +411,19 @@ void SrtpContext::ReplayWindow::Init(uint32_t size) {
 SrtpStatus SrtpContext::ReplayWindow::Check(uint64_t index) const noexcept {
   if (!started_ || index > highest_) return SrtpStatus::kOk;
   if (highest_ - index >= size_) return SrtpStatus::kReplay;  // too old
-  const uint64_t bit = index % (64 * bits_.size());
+  const uint64_t bit = index % (64 * uint64_t{words_});
   return (bits_[bit / 64] >> (bit % 64)) & 1 ? SrtpStatus::kReplay : SrtpStatus::kOk;
 }
 
 void SrtpContext::ReplayWindow::Accept(uint64_t index) noexcept {
-  const uint64_t ring = 64 * bits_.size();
+  const uint64_t ring = 64 * uint64_t{words_};
   if (!started_) {
     started_ = true;
     highest_ = index;
   } else if (index > highest_) {
     const uint64_t advance = index - highest_;
     if (advance >= ring) {
-      std::fill(bits_.begin(), bits_.end(), uint64_t{0});
+      std::fill(bits_, bits_ + words_, uint64_t{0});
     } else {
       // Clear the slots of the indices highest_+1 .. index (they held indices a ring ago),
       // a word at a time.
@@ -424,6 +445,80 @@ void SrtpContext::ReplayWindow::Accept(uint64_t index) noexcept {
 }
 
 // ---- SrtpContext ---------------------------------------------------------------------------
+
+#if !defined(__SANITIZE_ADDRESS__)
+namespace {
+
+// Fixed-size slots carved from 2 MiB slabs. Control plane (contexts are made and destroyed
+// there), under a mutex; slabs are kept for reuse, never returned.
+class ContextSlab {
+ public:
+  void* Allocate(size_t size) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty() && !Grow(size)) return nullptr;
+    void* p = free_.back();
+    free_.pop_back();
+    return p;
+  }
+  void Free(void* p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(p);
+  }
+
+ private:
+  static constexpr size_t kSlab = size_t{2} << 20;
+
+  bool Grow(size_t size) {
+    // Twice the size, then keep the 2 MiB-aligned half so one huge page can back it.
+    void* m = mmap(nullptr, 2 * kSlab, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return false;
+    const uintptr_t start = reinterpret_cast<uintptr_t>(m);
+    const uintptr_t aligned = (start + kSlab - 1) & ~(kSlab - 1);
+    if (aligned != start) munmap(m, aligned - start);
+    if (aligned + kSlab != start + 2 * kSlab) {
+      munmap(reinterpret_cast<void*>(aligned + kSlab), start + kSlab - aligned);
+    }
+    madvise(reinterpret_cast<void*>(aligned), kSlab, MADV_HUGEPAGE);
+    for (size_t off = kSlab - size; off + size <= kSlab; off -= size) {
+      free_.push_back(reinterpret_cast<void*>(aligned + off));  // handed out low to high
+      if (off < size) break;
+    }
+    return true;
+  }
+
+  std::mutex mu_;
+  std::vector<void*> free_;
+};
+
+ContextSlab& Slab() {
+  static ContextSlab* slab = new ContextSlab();  // never destroyed: contexts may outlive main
+  return *slab;
+}
+
+}  // namespace
+#endif
+
+void* SrtpContext::operator new(size_t size, std::align_val_t align) {
+#if defined(__SANITIZE_ADDRESS__)
+  return ::operator new(size, align);
+#else
+  static_assert(sizeof(SrtpContext) % 64 == 0);
+  if (static_cast<size_t>(align) > 64 || size != sizeof(SrtpContext)) {
+    return ::operator new(size, align);
+  }
+  if (void* p = Slab().Allocate(size)) return p;
+  throw std::bad_alloc();
+#endif
+}
+
+void SrtpContext::operator delete(void* p, std::align_val_t align) noexcept {
+#if defined(__SANITIZE_ADDRESS__)
+  ::operator delete(p, align);
+#else
+  (void)align;
+  if (p != nullptr) Slab().Free(p);
+#endif
+}
 
 std::unique_ptr<SrtpContext> SrtpContext::Create(const SrtpConfig& config) {
   if (static_cast<size_t>(config.suite) >= kSrtpSuiteCount) return nullptr;
@@ -447,30 +542,85 @@ std::unique_ptr<SrtpContext> SrtpContext::Create(const SrtpConfig& config) {
          SrtpKdf(key, salt, kLabelRtcpAuth, {rtcp.auth_key, info.auth_key_len});
   }
   OPENSSL_cleanse(salt, sizeof(salt));
-  if (!ok) return nullptr;
-  std::unique_ptr<SrtpContext> ctx(new SrtpContext());
-  if (!ctx->Init(config.suite, rtp, rtcp, config.mki, config.replay_window, config.srtcp)) {
-    return nullptr;
+  std::unique_ptr<SrtpContext> ctx;
+  if (ok) {
+    ctx.reset(new SrtpContext());
+    ok = ctx->Init(config.engine, config.suite, rtp, rtcp, config.mki, config.replay_window,
+                   config.srtcp, config.direction) &&
+         (config.engine != SrtpEngineKind::kLibsrtp || ctx->InitLibsrtp(config));
   }
   OPENSSL_cleanse(&rtp, sizeof(rtp));
   OPENSSL_cleanse(&rtcp, sizeof(rtcp));
+  if (!ok) return nullptr;
   return ctx;
 }
 
 std::unique_ptr<SrtpContext> SrtpContext::CreateFromSessionKeys(SrtpSuite suite,
                                                                 const SrtpSessionKeys& rtp,
                                                                 const SrtpSessionKeys& rtcp,
-                                                                uint32_t replay_window) {
+                                                                uint32_t replay_window,
+                                                                SrtpEngineKind engine) {
   if (static_cast<size_t>(suite) >= kSrtpSuiteCount) return nullptr;
+  if (engine == SrtpEngineKind::kLibsrtp) return nullptr;
   std::unique_ptr<SrtpContext> ctx(new SrtpContext());
-  if (!ctx->Init(suite, rtp, rtcp, {}, replay_window, true)) return nullptr;
+  if (!ctx->Init(engine, suite, rtp, rtcp, {}, replay_window, true, SrtpDirection::kBoth)) {
+    return nullptr;
+  }
   return ctx;
 }
 
-bool SrtpContext::Init(SrtpSuite suite, const SrtpSessionKeys& rtp, const SrtpSessionKeys& rtcp,
-                       std::span<const uint8_t> mki, uint32_t replay_window, bool srtcp) {
+namespace {
+
+// A cryptodev session for one half and direction of a kIpsecMb context (RFC 3711 §4.1.1
+// AES-CM = AES-CTR on a full 16-octet counter block; §4.2 HMAC-SHA1, generated in full and
+// truncated by Karl; RFC 7714 §8-9 AES-GCM, 16-octet tag, 12-octet AAD).
+void* MakeSession(bool aead, bool protect, const SrtpSessionKeys& keys, uint16_t key_len) {
+  const uint16_t iv_offset = srtp_internal::OpScratchOffset() + offsetof(SrtpOpScratch, iv);
+  rte_crypto_sym_xform cipher, auth, gcm;
+  std::memset(&cipher, 0, sizeof(cipher));
+  std::memset(&auth, 0, sizeof(auth));
+  std::memset(&gcm, 0, sizeof(gcm));
+  if (aead) {
+    gcm.type = RTE_CRYPTO_SYM_XFORM_AEAD;
+    gcm.aead.op = protect ? RTE_CRYPTO_AEAD_OP_ENCRYPT : RTE_CRYPTO_AEAD_OP_DECRYPT;
+    gcm.aead.algo = RTE_CRYPTO_AEAD_AES_GCM;
+    gcm.aead.key.data = keys.enc_key;
+    gcm.aead.key.length = key_len;
+    gcm.aead.iv.offset = iv_offset;
+    gcm.aead.iv.length = 12;
+    gcm.aead.digest_length = 16;
+    gcm.aead.aad_length = 12;
+    return srtp_internal::CreateCryptodevSession(&gcm);
+  }
+  cipher.type = RTE_CRYPTO_SYM_XFORM_CIPHER;
+  cipher.cipher.op = RTE_CRYPTO_CIPHER_OP_ENCRYPT;  // CTR: the same keystream both ways
+  cipher.cipher.algo = RTE_CRYPTO_CIPHER_AES_CTR;
+  cipher.cipher.key.data = keys.enc_key;
+  cipher.cipher.key.length = key_len;
+  cipher.cipher.iv.offset = iv_offset;
+  cipher.cipher.iv.length = 16;
+  auth.type = RTE_CRYPTO_SYM_XFORM_AUTH;
+  auth.auth.op = RTE_CRYPTO_AUTH_OP_GENERATE;  // unprotect compares the tag itself
+  auth.auth.algo = RTE_CRYPTO_AUTH_SHA1_HMAC;
+  auth.auth.key.data = keys.auth_key;
+  auth.auth.key.length = 20;
+  auth.auth.digest_length = 20;
+  if (protect) {  // encrypt, then the tag over the ciphertext (RFC 3711 §3.3)
+    cipher.next = &auth;
+    return srtp_internal::CreateCryptodevSession(&cipher);
+  }
+  auth.next = &cipher;  // the tag over what arrived, then decrypt
+  return srtp_internal::CreateCryptodevSession(&auth);
+}
+
+}  // namespace
+
+bool SrtpContext::Init(SrtpEngineKind engine, SrtpSuite suite, const SrtpSessionKeys& rtp,
+                       const SrtpSessionKeys& rtcp, std::span<const uint8_t> mki,
+                       uint32_t replay_window, bool srtcp, SrtpDirection direction) {
   const SrtpSuiteInfo& info = GetSrtpSuiteInfo(suite);
   if (replay_window < 128 || mki.size() > kSrtpMaxMkiLen) return false;
+  engine_ = engine;
   suite_ = suite;
   aead_ = info.aead;
   srtcp_ = srtcp;
@@ -480,6 +630,7 @@ bool SrtpContext::Init(SrtpSuite suite, const SrtpSessionKeys& rtp, const SrtpSe
   if (!mki.empty()) std::memcpy(mki_, mki.data(), mki.size());
   rtp_.keys = rtp;
   rtcp_.keys = rtcp;
+  std::memcpy(rtp_salt_, rtp.salt, sizeof(rtp_salt_));
   const EVP_CIPHER* cipher =
       aead_ ? GcmCipher(info.master_key_len) : CtrCipher(info.master_key_len);
   for (Half* h : {&rtp_, &rtcp_}) {
@@ -500,6 +651,24 @@ bool SrtpContext::Init(SrtpSuite suite, const SrtpSessionKeys& rtp, const SrtpSe
   }
   rtp_window_.Init(replay_window);
   rtcp_window_.Init(replay_window);
+  if (engine == SrtpEngineKind::kIpsecMb) {
+    session_generation_ = srtp_internal::CryptodevGeneration();
+    if (session_generation_ == 0) return false;  // InitSrtpCrypto(kIpsecMb) not done
+    const bool protect = direction != SrtpDirection::kUnprotect;
+    const bool unprotect = direction != SrtpDirection::kProtect;
+    for (Half* h : {&rtp_, &rtcp_}) {
+      if (h == &rtcp_ && !srtcp_) break;
+      void** sessions = sessions_[h == &rtp_ ? kRtp : kRtcp];
+      if (protect) {
+        sessions[kProtectDir] = MakeSession(aead_, true, h->keys, info.master_key_len);
+        if (sessions[kProtectDir] == nullptr) return false;
+      }
+      if (unprotect) {
+        sessions[kUnprotectDir] = MakeSession(aead_, false, h->keys, info.master_key_len);
+        if (sessions[kUnprotectDir] == nullptr) return false;
+      }
+    }
+  }
   return true;
 }
 
@@ -508,12 +677,19 @@ SrtpContext::~SrtpContext() {
     EVP_CIPHER_CTX_free(Ctx(h->enc));
     EVP_CIPHER_CTX_free(Ctx(h->dec));
   }
+  // rte_cryptodev_sym_session_free zeroes the sessions' key material.
+  for (auto& half : sessions_) {
+    for (void* session : half) {
+      srtp_internal::FreeCryptodevSession(session, aead_, session_generation_);
+    }
+  }
+  if (libsrtp_tx_ != nullptr) srtp_dealloc(static_cast<srtp_t>(libsrtp_tx_));
+  if (libsrtp_rx_ != nullptr) srtp_dealloc(static_cast<srtp_t>(libsrtp_rx_));
   OPENSSL_cleanse(&rtp_.keys, sizeof(rtp_.keys));
   OPENSSL_cleanse(&rtcp_.keys, sizeof(rtcp_.keys));
   OPENSSL_cleanse(&rtp_.hmac, sizeof(rtp_.hmac));
   OPENSSL_cleanse(&rtcp_.hmac, sizeof(rtcp_.hmac));
 }
-
 SrtpStatus SrtpContext::EstimateIndex(bool started, uint64_t highest, uint16_t seq,
                                       uint64_t* index) const noexcept {
   if (!started) {
@@ -535,7 +711,7 @@ SrtpStatus SrtpContext::EstimateIndex(bool started, uint64_t highest, uint16_t s
   return SrtpStatus::kOk;
 }
 
-SrtpStatus SrtpContext::Protect(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept {
+SrtpStatus SrtpContext::SoftProtect(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept {
   const uint32_t n = *len;
   const uint32_t hl = RtpHeaderLen(pkt, n);
   if (hl == 0) return SrtpStatus::kTooShort;
@@ -571,7 +747,7 @@ SrtpStatus SrtpContext::Protect(uint8_t* pkt, uint32_t* len, uint32_t capacity) 
   return SrtpStatus::kOk;
 }
 
-SrtpStatus SrtpContext::Unprotect(uint8_t* pkt, uint32_t* len) noexcept {
+SrtpStatus SrtpContext::SoftUnprotect(uint8_t* pkt, uint32_t* len) noexcept {
   const uint32_t total = *len;
   const uint32_t trailer = RtpTrailerLen();
   if (total < trailer) return SrtpStatus::kTooShort;
@@ -615,7 +791,7 @@ SrtpStatus SrtpContext::Unprotect(uint8_t* pkt, uint32_t* len) noexcept {
   return SrtpStatus::kOk;
 }
 
-SrtpStatus SrtpContext::ProtectRtcp(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept {
+SrtpStatus SrtpContext::SoftProtectRtcp(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept {
   const uint32_t n = *len;
   if (!srtcp_) return SrtpStatus::kAuthFailed;
   if (n < 8) return SrtpStatus::kTooShort;
@@ -650,7 +826,7 @@ SrtpStatus SrtpContext::ProtectRtcp(uint8_t* pkt, uint32_t* len, uint32_t capaci
   return SrtpStatus::kOk;
 }
 
-SrtpStatus SrtpContext::UnprotectRtcp(uint8_t* pkt, uint32_t* len) noexcept {
+SrtpStatus SrtpContext::SoftUnprotectRtcp(uint8_t* pkt, uint32_t* len) noexcept {
   const uint32_t total = *len;
   if (!srtcp_) return SrtpStatus::kAuthFailed;
   const uint32_t trailer = RtcpTrailerLen();
@@ -698,6 +874,656 @@ SrtpStatus SrtpContext::UnprotectRtcp(uint8_t* pkt, uint32_t* len) noexcept {
   }
   *len = n;
   return SrtpStatus::kOk;
+}
+
+// ---- Single-packet calls and the one-at-a-time path -----------------------------------------
+
+namespace {
+
+SrtpStatus RunOnControlPlane(SrtpContext* ctx, SrtpOp op, uint8_t* pkt, uint32_t* len,
+                             uint32_t capacity) noexcept {
+  SrtpEngine* engine = srtp_internal::ControlPlaneEngine();
+  if (engine == nullptr) return SrtpStatus::kAuthFailed;  // CloseSrtpCrypto already ran
+  SrtpJob job;
+  job.ctx = ctx;
+  job.pkt = pkt;
+  job.len = *len;
+  job.capacity = capacity;
+  job.op = op;
+  engine->Run(&job, 1);
+  if (job.status == SrtpStatus::kOk) *len = job.len;
+  return job.status;
+}
+
+}  // namespace
+
+SrtpStatus SrtpContext::Protect(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept {
+  if (engine_ == SrtpEngineKind::kOpenssl) return SoftProtect(pkt, len, capacity);
+  if (engine_ == SrtpEngineKind::kIpsecMb) {
+    return RunOnControlPlane(this, SrtpOp::kProtect, pkt, len, capacity);
+  }
+  SrtpJob job;
+  job.pkt = pkt;
+  job.len = *len;
+  job.capacity = capacity;
+  job.op = SrtpOp::kProtect;
+  return LibsrtpRun(job, len);
+}
+
+SrtpStatus SrtpContext::Unprotect(uint8_t* pkt, uint32_t* len) noexcept {
+  if (engine_ == SrtpEngineKind::kOpenssl) return SoftUnprotect(pkt, len);
+  if (engine_ == SrtpEngineKind::kIpsecMb) {
+    return RunOnControlPlane(this, SrtpOp::kUnprotect, pkt, len, *len);
+  }
+  SrtpJob job;
+  job.pkt = pkt;
+  job.len = *len;
+  job.capacity = *len;
+  job.op = SrtpOp::kUnprotect;
+  return LibsrtpRun(job, len);
+}
+
+SrtpStatus SrtpContext::ProtectRtcp(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept {
+  if (engine_ == SrtpEngineKind::kOpenssl) return SoftProtectRtcp(pkt, len, capacity);
+  if (engine_ == SrtpEngineKind::kIpsecMb) {
+    return RunOnControlPlane(this, SrtpOp::kProtectRtcp, pkt, len, capacity);
+  }
+  SrtpJob job;
+  job.pkt = pkt;
+  job.len = *len;
+  job.capacity = capacity;
+  job.op = SrtpOp::kProtectRtcp;
+  return LibsrtpRun(job, len);
+}
+
+SrtpStatus SrtpContext::UnprotectRtcp(uint8_t* pkt, uint32_t* len) noexcept {
+  if (engine_ == SrtpEngineKind::kOpenssl) return SoftUnprotectRtcp(pkt, len);
+  if (engine_ == SrtpEngineKind::kIpsecMb) {
+    return RunOnControlPlane(this, SrtpOp::kUnprotectRtcp, pkt, len, *len);
+  }
+  SrtpJob job;
+  job.pkt = pkt;
+  job.len = *len;
+  job.capacity = *len;
+  job.op = SrtpOp::kUnprotectRtcp;
+  return LibsrtpRun(job, len);
+}
+
+void SrtpContext::RunInline(SrtpJob& job) noexcept {
+  if (engine_ == SrtpEngineKind::kLibsrtp) {
+    job.status = LibsrtpRun(job, &job.len);
+    return;
+  }
+  switch (job.op) {
+    case SrtpOp::kProtect:
+      job.status = SoftProtect(job.pkt, &job.len, job.capacity);
+      break;
+    case SrtpOp::kUnprotect:
+      job.status = SoftUnprotect(job.pkt, &job.len);
+      break;
+    case SrtpOp::kProtectRtcp:
+      job.status = SoftProtectRtcp(job.pkt, &job.len, job.capacity);
+      break;
+    case SrtpOp::kUnprotectRtcp:
+      job.status = SoftUnprotectRtcp(job.pkt, &job.len);
+      break;
+  }
+}
+
+// ---- libsrtp2 ---------------------------------------------------------------------------------
+
+namespace {
+
+bool g_libsrtp_up = false;  // control plane
+
+void SetLibsrtpPolicy(SrtpSuite suite, srtp_crypto_policy_t* rtp, srtp_crypto_policy_t* rtcp) {
+  switch (suite) {
+    case SrtpSuite::kAesCm128HmacSha1_80:
+      srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(rtp);
+      srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(rtcp);
+      break;
+    case SrtpSuite::kAesCm128HmacSha1_32:
+      srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(rtp);
+      srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(rtcp);  // RFC 4568 §6.2.2
+      break;
+    case SrtpSuite::kAes256CmHmacSha1_80:
+      srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(rtp);
+      srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(rtcp);
+      break;
+    case SrtpSuite::kAes256CmHmacSha1_32:
+      srtp_crypto_policy_set_aes_cm_256_hmac_sha1_32(rtp);
+      srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(rtcp);
+      break;
+    case SrtpSuite::kAeadAes128Gcm:
+      srtp_crypto_policy_set_aes_gcm_128_16_auth(rtp);
+      srtp_crypto_policy_set_aes_gcm_128_16_auth(rtcp);
+      break;
+    case SrtpSuite::kAeadAes256Gcm:
+      srtp_crypto_policy_set_aes_gcm_256_16_auth(rtp);
+      srtp_crypto_policy_set_aes_gcm_256_16_auth(rtcp);
+      break;
+  }
+}
+
+SrtpStatus FromLibsrtp(srtp_err_status_t st) noexcept {
+  switch (st) {
+    case srtp_err_status_ok:
+      return SrtpStatus::kOk;
+    case srtp_err_status_replay_fail:
+    case srtp_err_status_replay_old:
+      return SrtpStatus::kReplay;
+    case srtp_err_status_key_expired:
+      return SrtpStatus::kKeyExhausted;
+    case srtp_err_status_bad_param:
+    case srtp_err_status_parse_err:
+      return SrtpStatus::kTooShort;
+    default:
+      return SrtpStatus::kAuthFailed;  // auth_fail, bad_mki, cipher_fail, ...
+  }
+}
+
+}  // namespace
+
+bool srtp_internal::EnsureLibsrtp() noexcept {
+  if (!g_libsrtp_up) g_libsrtp_up = srtp_init() == srtp_err_status_ok;
+  return g_libsrtp_up;
+}
+
+void srtp_internal::ShutdownLibsrtp() noexcept {
+  if (g_libsrtp_up) srtp_shutdown();
+  g_libsrtp_up = false;
+}
+
+bool SrtpContext::InitLibsrtp(const SrtpConfig& config) {
+  if (!srtp_internal::EnsureLibsrtp() || config.replay_window >= 0x8000) return false;
+  // libsrtp2 takes non-const key pointers; it copies them in srtp_create.
+  uint8_t key[32 + 14];
+  uint8_t mki[kSrtpMaxMkiLen];
+  std::memcpy(key, config.master_key.data(), config.master_key.size());
+  std::memcpy(key + config.master_key.size(), config.master_salt.data(), config.master_salt.size());
+  if (!config.mki.empty()) std::memcpy(mki, config.mki.data(), config.mki.size());
+  srtp_master_key_t master;
+  master.key = key;
+  master.mki_id = mki;
+  master.mki_size = static_cast<unsigned>(config.mki.size());
+  srtp_master_key_t* masters[1] = {&master};
+  bool ok = true;
+  for (void** session : {&libsrtp_tx_, &libsrtp_rx_}) {
+    const bool tx = session == &libsrtp_tx_;
+    if (config.direction == (tx ? SrtpDirection::kUnprotect : SrtpDirection::kProtect)) continue;
+    srtp_policy_t p;
+    std::memset(&p, 0, sizeof(p));
+    SetLibsrtpPolicy(config.suite, &p.rtp, &p.rtcp);
+    p.ssrc.type = tx ? ssrc_any_outbound : ssrc_any_inbound;
+    if (config.mki.empty()) {
+      p.key = key;
+    } else {
+      p.keys = masters;
+      p.num_master_keys = 1;
+    }
+    p.window_size = config.replay_window;
+    p.allow_repeat_tx = 0;
+    srtp_t s = nullptr;
+    ok = ok && srtp_create(&s, &p) == srtp_err_status_ok;
+    *session = s;
+  }
+  OPENSSL_cleanse(key, sizeof(key));
+  return ok;
+}
+
+// libsrtp2 2.5 writes nothing past the trailer it appends (read in its srtp.c and
+// aes_gcm_nss.c: the tag goes right after the ciphertext, then the MKI / E||index), so the
+// capacity check is the same as Karl's. srtp_protect/srtp_unprotect allocate only when an
+// SSRC is seen for the first time (the ssrc_any_* template is cloned into a stream).
+SrtpStatus SrtpContext::LibsrtpRun(const SrtpJob& job, uint32_t* len) noexcept {
+  const bool protect = job.op == SrtpOp::kProtect || job.op == SrtpOp::kProtectRtcp;
+  if ((protect ? libsrtp_tx_ : libsrtp_rx_) == nullptr) {
+    // A direction the config left out (SrtpConfig::direction): Karl's software transform,
+    // which produces the same packets.
+    uint8_t* pkt = job.pkt;
+    switch (job.op) {
+      case SrtpOp::kProtect:
+        return SoftProtect(pkt, len, job.capacity);
+      case SrtpOp::kUnprotect:
+        return SoftUnprotect(pkt, len);
+      case SrtpOp::kProtectRtcp:
+        return SoftProtectRtcp(pkt, len, job.capacity);
+      case SrtpOp::kUnprotectRtcp:
+        return SoftUnprotectRtcp(pkt, len);
+    }
+  }
+  const uint32_t n = job.len;
+  int out = static_cast<int>(n);
+  const unsigned use_mki = mki_len_ != 0 ? 1 : 0;
+  srtp_t tx = static_cast<srtp_t>(libsrtp_tx_);
+  srtp_t rx = static_cast<srtp_t>(libsrtp_rx_);
+  srtp_err_status_t st = srtp_err_status_fail;
+  switch (job.op) {
+    case SrtpOp::kProtect: {
+      if (RtpHeaderLen(job.pkt, n) == 0) return SrtpStatus::kTooShort;
+      if (job.capacity < n || job.capacity - n < RtpTrailerLen()) return SrtpStatus::kNoRoom;
+      st = srtp_protect_mki(tx, job.pkt, &out, use_mki, 0);
+      break;
+    }
+    case SrtpOp::kUnprotect:
+      if (n < RtpTrailerLen() || RtpHeaderLen(job.pkt, n - RtpTrailerLen()) == 0) {
+        return SrtpStatus::kTooShort;
+      }
+      st = srtp_unprotect_mki(rx, job.pkt, &out, use_mki);
+      break;
+    case SrtpOp::kProtectRtcp:
+      if (!srtcp_) return SrtpStatus::kAuthFailed;
+      if (n < 8) return SrtpStatus::kTooShort;
+      if (job.capacity < n || job.capacity - n < RtcpTrailerLen()) return SrtpStatus::kNoRoom;
+      st = srtp_protect_rtcp_mki(tx, job.pkt, &out, use_mki, 0);
+      break;
+    case SrtpOp::kUnprotectRtcp:
+      if (!srtcp_) return SrtpStatus::kAuthFailed;
+      if (n < 8 + RtcpTrailerLen()) return SrtpStatus::kTooShort;
+      st = srtp_unprotect_rtcp_mki(rx, job.pkt, &out, use_mki);
+      break;
+  }
+  const SrtpStatus status = FromLibsrtp(st);
+  if (status != SrtpStatus::kOk) return status;
+  *len = static_cast<uint32_t>(out);
+  // Karl's own bookkeeping of what libsrtp2 accepted, for highest_*_index().
+  uint64_t index;
+  if (job.op == SrtpOp::kProtect &&
+      EstimateIndex(tx_started_, tx_highest_, Load16(job.pkt + 2), &index) == SrtpStatus::kOk) {
+    if (!tx_started_ || index > tx_highest_) tx_highest_ = index;
+    tx_started_ = true;
+  } else if (job.op == SrtpOp::kUnprotect &&
+             EstimateIndex(rtp_window_.started(), rtp_window_.highest(), Load16(job.pkt + 2),
+                           &index) == SrtpStatus::kOk &&
+             rtp_window_.Check(index) == SrtpStatus::kOk) {
+    rtp_window_.Accept(index);
+  }
+  return SrtpStatus::kOk;
+}
+
+// ---- The kIpsecMb engine's framing -------------------------------------------------------------
+
+namespace {
+
+// RFC 7714 §8.2 / §9.3: the AAD the GCM sessions are made for (a 12-octet RTP header with
+// no CSRC or extension; SRTCP's first 8 octets || E||index).
+constexpr uint32_t kGcmAadLen = 12;
+
+// The symmetric op after an rte_crypto_op (its C++ declaration is a zero-length array,
+// which GCC 12's -Warray-bounds refuses to index).
+inline rte_crypto_sym_op* SymOp(rte_crypto_op* op) noexcept {
+  return reinterpret_cast<rte_crypto_sym_op*>(reinterpret_cast<uint8_t*>(op) +
+                                              sizeof(rte_crypto_op));
+}
+
+// Where SrtpOpScratch starts in an op of the engine's op pool (after the symmetric op).
+constexpr uint32_t kScratchOffset = sizeof(rte_crypto_op) + sizeof(rte_crypto_sym_op);
+
+SrtpOpScratch* Scratch(rte_crypto_op* op) noexcept {
+  return rte_crypto_op_ctod_offset(op, SrtpOpScratch*, kScratchOffset);
+}
+rte_iova_t ScratchIova(rte_crypto_op* op, size_t field) noexcept {
+  return rte_crypto_op_ctophys_offset(op, kScratchOffset + field);
+}
+
+void AttachSession(rte_crypto_op* op, void* session) noexcept {
+  op->status = RTE_CRYPTO_OP_STATUS_NOT_PROCESSED;
+  op->sess_type = RTE_CRYPTO_OP_WITH_SESSION;
+  SymOp(op)->session = session;
+}
+
+// The device ran the op (successfully or to a failed tag check), so the packet changed.
+bool DeviceRan(const rte_crypto_op* op) noexcept {
+  return op->status == RTE_CRYPTO_OP_STATUS_SUCCESS ||
+         op->status == RTE_CRYPTO_OP_STATUS_AUTH_FAILED;
+}
+
+}  // namespace
+
+void SrtpContext::PrefetchFor(const SrtpJob& job) const noexcept {
+  const bool protect = job.op == SrtpOp::kProtect || job.op == SrtpOp::kProtectRtcp;
+  const bool rtcp = job.op == SrtpOp::kProtectRtcp || job.op == SrtpOp::kUnprotectRtcp;
+  const auto* session = static_cast<const uint8_t*>(
+      sessions_[rtcp ? kRtcp : kRtp][protect ? kProtectDir : kUnprotectDir]);
+  if (session != nullptr) {
+    const uint32_t bytes = srtp_internal::g_session_prefetch_bytes[aead_ ? 1 : 0];
+    for (uint32_t off = 0; off < bytes; off += 64) rte_prefetch0(session + off);
+  }
+  if (!protect) rte_prefetch0((rtcp ? rtcp_window_ : rtp_window_).bits());
+}
+
+SrtpContext::Step SrtpContext::Prepare(SrtpJob& job, rte_crypto_op* op, uint32_t base,
+                                       uint64_t epoch, Pending* p) noexcept {
+  p->step = Step::kDone;
+  if (engine_ != SrtpEngineKind::kIpsecMb) {
+    // Another engine's context: protects now (the sender state is not shared with any
+    // unprotect), unprotects in order after the device ops.
+    if (job.op == SrtpOp::kProtect || job.op == SrtpOp::kProtectRtcp) {
+      RunInline(job);
+      return p->step = Step::kDone;
+    }
+    return p->step = Step::kInline;
+  }
+  if (job.op == SrtpOp::kProtect || job.op == SrtpOp::kUnprotect) {
+    return p->step = PrepareRtp(job, op, base, epoch, p);
+  }
+  return p->step = PrepareRtcp(job, op, base, p);
+}
+
+SrtpContext::Step SrtpContext::PrepareRtp(SrtpJob& job, rte_crypto_op* op, uint32_t base,
+                                          uint64_t epoch, Pending* p) noexcept {
+  uint8_t* pkt = job.pkt;
+  rte_crypto_sym_op* sym = SymOp(op);
+  SrtpOpScratch* s = Scratch(op);
+  const rte_mbuf* m = sym->m_src;
+  if (job.op == SrtpOp::kProtect) {
+    const uint32_t n = job.len;
+    const uint32_t hl = RtpHeaderLen(pkt, n);
+    if (hl == 0 || job.capacity < n || job.capacity - n < RtpTrailerLen() ||
+        sessions_[kRtp][kProtectDir] == nullptr || (aead_ && hl != kGcmAadLen)) {
+      job.status = SoftProtect(pkt, &job.len, job.capacity);  // and its early verdicts
+      return Step::kDone;
+    }
+    uint64_t index;
+    const SrtpStatus st = EstimateIndex(tx_started_, tx_highest_, Load16(pkt + 2), &index);
+    if (st != SrtpStatus::kOk) {
+      job.status = st;
+      return Step::kDone;
+    }
+    // The sender's state moves now, in job order (nothing on the device can undo a send).
+    if (!tx_started_ || index > tx_highest_) tx_highest_ = index;
+    tx_started_ = true;
+    const uint32_t ssrc = Load32(pkt + 8);
+    if (aead_) {
+      // RFC 7714 §8.1-8.2: IV from SSRC and ROC||SEQ, AAD = the header, tag after the
+      // ciphertext (then the MKI, written by Finish).
+      GcmIv(rtp_salt_, ssrc, index, s->iv);
+      std::memcpy(s->aad, pkt, kGcmAadLen);
+      sym->aead.data.offset = base + hl;
+      sym->aead.data.length = n - hl;
+      sym->aead.digest.data = pkt + n;
+      sym->aead.digest.phys_addr = rte_pktmbuf_iova_offset(m, base + n);
+      sym->aead.aad.data = s->aad;
+      sym->aead.aad.phys_addr = ScratchIova(op, offsetof(SrtpOpScratch, aad));
+    } else {
+      // RFC 3711 §3.3 / §4.2: encrypt the payload, then HMAC over header || ciphertext ||
+      // ROC; the ROC goes where the trailer will be (Finish writes MKI and tag over it).
+      AesCmIv(rtp_salt_, ssrc, index, s->iv);
+      Store32(pkt + n, static_cast<uint32_t>(index >> 16));
+      sym->cipher.data.offset = base + hl;
+      sym->cipher.data.length = n - hl;
+      sym->auth.data.offset = base;
+      sym->auth.data.length = n + 4;
+      sym->auth.digest.data = s->mac;
+      sym->auth.digest.phys_addr = ScratchIova(op, offsetof(SrtpOpScratch, mac));
+    }
+    AttachSession(op, sessions_[kRtp][kProtectDir]);
+    p->index = index;
+    p->n = n;
+    p->hl = hl;
+    return Step::kDevice;
+  }
+
+  // Unprotect. Anything that is not plainly a candidate for the device runs in software
+  // after the device ops, in job order, where its verdict is exactly the one-at-a-time one.
+  const uint32_t total = job.len;
+  const uint32_t trailer = RtpTrailerLen();
+  if (total < trailer) {
+    job.status = SrtpStatus::kTooShort;
+    return Step::kDone;
+  }
+  const uint32_t n = total - trailer;
+  const uint32_t hl = RtpHeaderLen(pkt, n);
+  if (hl == 0) {
+    job.status = SrtpStatus::kTooShort;
+    return Step::kDone;
+  }
+  const bool earlier = burst_epoch_ == epoch;  // an earlier unprotect of this burst
+  const bool started = earlier ? burst_rx_started_ : rtp_window_.started();
+  const uint64_t highest = earlier ? burst_rx_highest_ : rtp_window_.highest();
+  uint64_t index;
+  if (EstimateIndex(started, highest, Load16(pkt + 2), &index) != SrtpStatus::kOk ||
+      rtp_window_.Check(index) != SrtpStatus::kOk ||
+      (mki_len_ != 0 && CRYPTO_memcmp(pkt + n + (aead_ ? rtp_tag_len_ : 0), mki_, mki_len_))) {
+    return Step::kInline;  // the software path gives the verdict (replay, MKI) in order
+  }
+  burst_epoch_ = epoch;
+  burst_rx_started_ = true;
+  burst_rx_highest_ = started ? std::max(highest, index) : index;
+  if (sessions_[kRtp][kUnprotectDir] == nullptr || (aead_ && hl != kGcmAadLen))
+    return Step::kInline;
+  const uint32_t ssrc = Load32(pkt + 8);
+  if (aead_) {
+    GcmIv(rtp_salt_, ssrc, index, s->iv);
+    std::memcpy(s->aad, pkt, kGcmAadLen);
+    sym->aead.data.offset = base + hl;
+    sym->aead.data.length = n - hl;
+    sym->aead.digest.data = pkt + n;  // the received tag; the device checks it
+    sym->aead.digest.phys_addr = rte_pktmbuf_iova_offset(m, base + n);
+    sym->aead.aad.data = s->aad;
+    sym->aead.aad.phys_addr = ScratchIova(op, offsetof(SrtpOpScratch, aad));
+  } else {
+    // HMAC over header || payload || ROC (RFC 3711 §4.2): keep the received MKI and tag,
+    // put the estimated ROC after the payload, then decrypt. Finish compares the tags.
+    std::memcpy(s->trailer, pkt + n, trailer);
+    AesCmIv(rtp_salt_, ssrc, index, s->iv);
+    Store32(pkt + n, static_cast<uint32_t>(index >> 16));
+    sym->auth.data.offset = base;
+    sym->auth.data.length = n + 4;
+    sym->auth.digest.data = s->mac;
+    sym->auth.digest.phys_addr = ScratchIova(op, offsetof(SrtpOpScratch, mac));
+    sym->cipher.data.offset = base + hl;
+    sym->cipher.data.length = n - hl;
+  }
+  AttachSession(op, sessions_[kRtp][kUnprotectDir]);
+  p->index = index;
+  p->n = n;
+  p->hl = hl;
+  return Step::kDevice;
+}
+
+SrtpContext::Step SrtpContext::PrepareRtcp(SrtpJob& job, rte_crypto_op* op, uint32_t base,
+                                           Pending* p) noexcept {
+  uint8_t* pkt = job.pkt;
+  rte_crypto_sym_op* sym = SymOp(op);
+  SrtpOpScratch* s = Scratch(op);
+  const rte_mbuf* m = sym->m_src;
+  if (job.op == SrtpOp::kProtectRtcp) {
+    const uint32_t n = job.len;
+    if (!srtcp_ || n < 8 || job.capacity < n || job.capacity - n < RtcpTrailerLen() ||
+        srtcp_next_index_ > kMaxSrtcpIndex || sessions_[kRtcp][kProtectDir] == nullptr) {
+      job.status = SoftProtectRtcp(pkt, &job.len, job.capacity);
+      return Step::kDone;
+    }
+    const uint32_t index = srtcp_next_index_++;
+    const uint32_t e_index = 0x80000000u | index;  // E = 1: always encrypted
+    const uint32_t ssrc = Load32(pkt + 4);
+    if (aead_) {
+      // RFC 7714 §9: AAD = first 8 octets || E||index; ciphertext || tag || E||index || MKI.
+      GcmIv(rtcp_.keys.salt, ssrc, index, s->iv);
+      std::memcpy(s->aad, pkt, 8);
+      Store32(s->aad + 8, e_index);
+      sym->aead.data.offset = base + 8;
+      sym->aead.data.length = n - 8;
+      sym->aead.digest.data = pkt + n;
+      sym->aead.digest.phys_addr = rte_pktmbuf_iova_offset(m, base + n);
+      sym->aead.aad.data = s->aad;
+      sym->aead.aad.phys_addr = ScratchIova(op, offsetof(SrtpOpScratch, aad));
+    } else {
+      // RFC 3711 §3.4: encrypted portion || E||index || MKI || tag over all but the MKI.
+      AesCmIv(rtcp_.keys.salt, ssrc, index, s->iv);
+      Store32(pkt + n, e_index);
+      sym->cipher.data.offset = base + 8;
+      sym->cipher.data.length = n - 8;
+      sym->auth.data.offset = base;
+      sym->auth.data.length = n + 4;
+      sym->auth.digest.data = s->mac;
+      sym->auth.digest.phys_addr = ScratchIova(op, offsetof(SrtpOpScratch, mac));
+    }
+    AttachSession(op, sessions_[kRtcp][kProtectDir]);
+    p->index = index;
+    p->e_index = e_index;
+    p->n = n;
+    p->hl = 8;
+    return Step::kDevice;
+  }
+
+  const uint32_t total = job.len;
+  const uint32_t trailer = RtcpTrailerLen();
+  if (!srtcp_) {
+    job.status = SrtpStatus::kAuthFailed;
+    return Step::kDone;
+  }
+  if (total < 8 + trailer) {
+    job.status = SrtpStatus::kTooShort;
+    return Step::kDone;
+  }
+  const uint32_t n = total - trailer;
+  const uint8_t* ei = pkt + n + (aead_ ? 16 : 0);
+  const uint32_t e_index = Load32(ei);
+  const uint32_t index = e_index & kMaxSrtcpIndex;
+  const uint8_t* mki = pkt + n + (aead_ ? 20 : 4);
+  if (rtcp_window_.Check(index) != SrtpStatus::kOk ||
+      (mki_len_ != 0 && CRYPTO_memcmp(mki, mki_, mki_len_) != 0) ||
+      sessions_[kRtcp][kUnprotectDir] == nullptr || (aead_ && (e_index & 0x80000000u) == 0)) {
+    return Step::kInline;  // replay, MKI, no session, or GCM with E=0 (variable AAD)
+  }
+  const uint32_t ssrc = Load32(pkt + 4);
+  if (aead_) {
+    GcmIv(rtcp_.keys.salt, ssrc, index, s->iv);
+    std::memcpy(s->aad, pkt, 8);
+    Store32(s->aad + 8, e_index);
+    sym->aead.data.offset = base + 8;
+    sym->aead.data.length = n - 8;
+    sym->aead.digest.data = pkt + n;
+    sym->aead.digest.phys_addr = rte_pktmbuf_iova_offset(m, base + n);
+    sym->aead.aad.data = s->aad;
+    sym->aead.aad.phys_addr = ScratchIova(op, offsetof(SrtpOpScratch, aad));
+  } else {
+    AesCmIv(rtcp_.keys.salt, ssrc, index, s->iv);
+    sym->auth.data.offset = base;
+    sym->auth.data.length = n + 4;  // through E||index
+    sym->auth.digest.data = s->mac;
+    sym->auth.digest.phys_addr = ScratchIova(op, offsetof(SrtpOpScratch, mac));
+    sym->cipher.data.offset = base + 8;
+    sym->cipher.data.length = (e_index & 0x80000000u) ? n - 8 : 0;  // E=0: authenticated only
+  }
+  AttachSession(op, sessions_[kRtcp][kUnprotectDir]);
+  p->index = index;
+  p->e_index = e_index;
+  p->n = n;
+  p->hl = 8;
+  return Step::kDevice;
+}
+
+void SrtpContext::Finish(SrtpJob& job, rte_crypto_op* op, const Pending& p) noexcept {
+  uint8_t* pkt = job.pkt;
+  const uint32_t n = p.n;
+  const SrtpOpScratch* s = Scratch(op);
+  switch (job.op) {
+    case SrtpOp::kProtect:
+      if (!DeviceRan(op)) {  // a device error: redo in software (same index, same state)
+        job.status = SoftProtect(pkt, &job.len, job.capacity);
+        return;
+      }
+      if (aead_) {
+        std::memcpy(pkt + n + rtp_tag_len_, mki_, mki_len_);
+      } else {
+        std::memcpy(pkt + n, mki_, mki_len_);
+        std::memcpy(pkt + n + mki_len_, s->mac, rtp_tag_len_);
+      }
+      job.len = n + RtpTrailerLen();
+      job.status = SrtpStatus::kOk;
+      return;
+
+    case SrtpOp::kUnprotect: {
+      if (!DeviceRan(op)) {
+        if (!aead_) std::memcpy(pkt + n, s->trailer, RtpTrailerLen());
+        job.status = SoftUnprotect(pkt, &job.len);
+        return;
+      }
+      // §3.3.1 once more, now from the state the earlier jobs really left: if the burst's
+      // guess was wrong, the device used the wrong ROC; undo and go one at a time.
+      uint64_t index;
+      if (EstimateIndex(rtp_window_.started(), rtp_window_.highest(), Load16(pkt + 2), &index) !=
+              SrtpStatus::kOk ||
+          index != p.index) {
+        UndoDeviceUnprotect(job, op, p);
+        job.status = SoftUnprotect(pkt, &job.len);
+        return;
+      }
+      if (rtp_window_.Check(index) != SrtpStatus::kOk) {  // a repeat within the burst
+        job.status = SrtpStatus::kReplay;
+        return;
+      }
+      const bool ok = aead_ ? op->status == RTE_CRYPTO_OP_STATUS_SUCCESS
+                            : CRYPTO_memcmp(s->mac, s->trailer + mki_len_, rtp_tag_len_) == 0;
+      if (!ok) {
+        job.status = SrtpStatus::kAuthFailed;
+        return;
+      }
+      rtp_window_.Accept(index);  // §3.3 step 6, in job order
+      job.len = n;
+      job.status = SrtpStatus::kOk;
+      return;
+    }
+
+    case SrtpOp::kProtectRtcp:
+      if (!DeviceRan(op)) {  // the index is spent; software takes the next one
+        job.status = SoftProtectRtcp(pkt, &job.len, job.capacity);
+        return;
+      }
+      if (aead_) {
+        Store32(pkt + n + 16, p.e_index);
+        std::memcpy(pkt + n + 20, mki_, mki_len_);
+      } else {
+        std::memcpy(pkt + n + 4, mki_, mki_len_);
+        std::memcpy(pkt + n + 4 + mki_len_, s->mac, rtcp_tag_len_);
+      }
+      job.len = n + RtcpTrailerLen();
+      job.status = SrtpStatus::kOk;
+      return;
+
+    case SrtpOp::kUnprotectRtcp: {
+      if (!DeviceRan(op)) {
+        job.status = SoftUnprotectRtcp(pkt, &job.len);
+        return;
+      }
+      const uint32_t index = static_cast<uint32_t>(p.index);
+      if (rtcp_window_.Check(index) != SrtpStatus::kOk) {
+        job.status = SrtpStatus::kReplay;
+        return;
+      }
+      const bool ok = aead_ ? op->status == RTE_CRYPTO_OP_STATUS_SUCCESS
+                            : CRYPTO_memcmp(s->mac, pkt + n + 4 + mki_len_, rtcp_tag_len_) == 0;
+      if (!ok) {
+        job.status = SrtpStatus::kAuthFailed;
+        return;
+      }
+      rtcp_window_.Accept(index);
+      job.len = n;
+      job.status = SrtpStatus::kOk;
+      return;
+    }
+  }
+}
+
+void SrtpContext::UndoDeviceUnprotect(SrtpJob& job, rte_crypto_op* op, const Pending& p) noexcept {
+  uint8_t* pkt = job.pkt;
+  const uint32_t ssrc = Load32(pkt + 8);
+  const uint32_t len = p.n - p.hl;
+  if (aead_) {
+    // GCM decryption is CTR from inc32(J0): encrypting again with the same IV restores the
+    // ciphertext (the tag computed on the way is thrown away).
+    uint8_t iv[12], tag[16];
+    GcmIv(rtp_.keys.salt, ssrc, p.index, iv);
+    GcmSeal(rtp_.enc, iv, pkt, p.hl, nullptr, 0, pkt + p.hl, len, tag);
+  } else {
+    uint8_t iv[16];
+    AesCmIv(rtp_.keys.salt, ssrc, p.index, iv);
+    CtrXor(rtp_.enc, iv, pkt + p.hl, len);
+    std::memcpy(pkt + p.n, Scratch(op)->trailer, RtpTrailerLen());
+  }
 }
 
 }  // namespace karl::dp

@@ -1,4 +1,5 @@
-// SRTP/SRTCP per-stream crypto context: the portable software engine on OpenSSL libcrypto.
+// SRTP/SRTCP per-stream crypto context: RFC 3711 framing done by Karl, the ciphers run by
+// one of three engines (config `srtp.engine`, SrtpEngineKind).
 //
 // Implements RFC 3711 (SRTP: §3.3 packet processing, §3.3.1 index/ROC estimation with
 // Appendix A, §3.3.2 replay list, §3.4 SRTCP, §4.1.1 AES-CM, §4.2 HMAC-SHA1, §4.3 key
@@ -6,9 +7,18 @@
 // and RFC 7714 (AEAD_AES_128_GCM / AEAD_AES_256_GCM for SRTP §8 and SRTCP §9, keys §11).
 // Suite parameters follow RFC 4568 §6.2, RFC 6188 §7 and RFC 7714 §12.
 //
+// Engines (what runs the AES and HMAC of a context; the framing is Karl's for the first two):
+//   kOpenssl  OpenSSL EVP AES and Karl's own HMAC-SHA1, one packet at a time. Key derivation
+//             always runs here, and every context keeps these transforms as its fallback.
+//   kIpsecMb  DPDK cryptodev crypto_ipsec_mb (aesni_mb): a worker's SrtpEngine hands a whole
+//             burst of operations to its queue pair (srtp_engine.h); per-context sessions
+//             are created here on the control plane and freed by the destructor.
+//   kLibsrtp  libsrtp2's srtp_t sessions, framing included (the reference implementation).
+//
 // Thread: a context is created (allocation allowed) on the control plane and then owned
-// by the one worker that owns its stream; Protect/Unprotect/ProtectRtcp/UnprotectRtcp run
-// only on that worker. Per packet there is no allocation, exception, lock or system call.
+// by the one worker that owns its stream; its packets go through that worker's SrtpEngine.
+// Per packet there is no allocation, exception, lock or system call, except that a kLibsrtp
+// context lets libsrtp2 allocate its per-SSRC stream on the first packet of each SSRC.
 //
 // HMAC-SHA1 is computed with a SHA-1 of our own (FIPS 180-4; SHA-NI when present) over
 // precomputed inner/outer pad states: OpenSSL 3.0 re-initialises EVP_MAC/EVP_MD contexts by
@@ -19,9 +29,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <span>
 #include <string_view>
 #include <vector>
+
+struct rte_crypto_op;
 
 namespace karl::dp {
 
@@ -83,38 +96,78 @@ struct SrtpSessionKeys {
   uint8_t auth_key[20];
 };
 
+// Who runs the ciphers (config `srtp.engine`); see the file comment and srtp_engine.h.
+enum class SrtpEngineKind : uint8_t { kIpsecMb, kOpenssl, kLibsrtp };
+
+// The transforms a context will be asked for. A worker's ingress context only unprotects
+// and its egress context only protects: saying so halves what a context holds (kIpsecMb:
+// cryptodev sessions, about 1.4 KiB each, two per direction; kLibsrtp: an srtp_t per
+// direction). A transform left out still works, in Karl's software transform.
+enum class SrtpDirection : uint8_t { kBoth, kProtect, kUnprotect };
+
 struct SrtpConfig {
+  SrtpEngineKind engine = SrtpEngineKind::kOpenssl;
   SrtpSuite suite = SrtpSuite::kAesCm128HmacSha1_80;
   std::span<const uint8_t> master_key;
   std::span<const uint8_t> master_salt;
   std::span<const uint8_t> mki;  // empty: no MKI in packets (RFC 3711 §3.1)
-  uint32_t replay_window = 128;  // >= 128 (RFC 3711 §3.3.2 minimum is 64)
+  uint32_t replay_window = 128;  // >= 128 (RFC 3711 §3.3.2 minimum is 64); libsrtp: < 32768
   bool srtcp = true;             // derive SRTCP keys; if false the RTCP calls fail
+  SrtpDirection direction = SrtpDirection::kBoth;
 };
 
-class SrtpContext {
+struct SrtpJob;  // srtp_engine.h
+
+// The private area of a cryptodev op of the kIpsecMb engine (after the rte_crypto_sym_op):
+// what the device reads besides the packet (IV, AAD), the HMAC it writes, and a copy of
+// the received SRTP trailer (the ROC is written over it for the HMAC).
+struct SrtpOpScratch {
+  uint8_t iv[16];
+  uint8_t aad[16];
+  uint8_t mac[20];
+  uint8_t trailer[kSrtpMaxMkiLen + 10];  // MKI + HMAC-SHA1 tag
+};
+
+class alignas(64) SrtpContext {
  public:
   // Returns nullptr if a length is wrong for the suite, the window is < 128, the MKI is
-  // longer than kSrtpMaxMkiLen or OpenSSL cannot set up a cipher. Control plane only.
+  // longer than kSrtpMaxMkiLen, OpenSSL cannot set up a cipher, or the engine is not
+  // ready (kIpsecMb: InitSrtpCrypto(kIpsecMb, ...) not done or a session cannot be made;
+  // kLibsrtp: srtp_create fails, e.g. window >= 32768). Control plane only.
   static std::unique_ptr<SrtpContext> Create(const SrtpConfig& config);
 
   // Test and re-keying hook: skip key derivation and use these session keys for both
-  // SRTP and SRTCP (RFC 7714 §16 vectors are given as session keys).
-  static std::unique_ptr<SrtpContext> CreateFromSessionKeys(SrtpSuite suite,
-                                                            const SrtpSessionKeys& rtp,
-                                                            const SrtpSessionKeys& rtcp,
-                                                            uint32_t replay_window = 128);
+  // SRTP and SRTCP (RFC 7714 §16 vectors are given as session keys). Not for kLibsrtp
+  // (libsrtp2 takes master keys only): nullptr.
+  static std::unique_ptr<SrtpContext> CreateFromSessionKeys(
+      SrtpSuite suite, const SrtpSessionKeys& rtp, const SrtpSessionKeys& rtcp,
+      uint32_t replay_window = 128, SrtpEngineKind engine = SrtpEngineKind::kOpenssl);
 
   ~SrtpContext();
   SrtpContext(const SrtpContext&) = delete;
   SrtpContext& operator=(const SrtpContext&) = delete;
 
+  // Contexts are packed in 2 MiB slabs (advised for transparent huge pages): a worker's
+  // engine reads two lines of every context of a burst, and contexts scattered over the
+  // heap among their OpenSSL objects cost a TLB miss each. (Plain new/delete under ASan.)
+  static void* operator new(size_t size, std::align_val_t align);
+  static void operator delete(void* p, std::align_val_t align) noexcept;
+
+  SrtpEngineKind engine() const noexcept { return engine_; }
+  SrtpSuite suite() const noexcept { return suite_; }
+
+  // Single-packet transforms. A worker calls its SrtpEngine instead (a burst at a time);
+  // these are for the control plane and tests. kOpenssl and kLibsrtp run inline; kIpsecMb
+  // runs a burst of one through the control plane's queue pair, so for kIpsecMb contexts
+  // only one (non-worker) thread at a time may use them.
+  //
   // RFC 3711 §3.3: in place on the RTP packet pkt[0, *len) (RFC 3550 §5.1 header with its
   // CSRC list and extension). Encrypts the payload, appends MKI and tag; *len grows by
   // TrailerLen(). capacity is the writable size of pkt.
   SrtpStatus Protect(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept;
   // Verifies, decrypts and strips the trailer; ROC, highest index and the replay window
-  // change only once the packet authenticates (RFC 3711 §3.3 step 5-6).
+  // change only once the packet authenticates (RFC 3711 §3.3 step 5-6). On any status
+  // but kOk the packet's bytes are unspecified (it may have been decrypted in place).
   SrtpStatus Unprotect(uint8_t* pkt, uint32_t* len) noexcept;
 
   // RFC 3711 §3.4 / RFC 7714 §9: encrypts pkt[8, *len) of a (compound) RTCP packet,
@@ -128,12 +181,15 @@ class SrtpContext {
   uint32_t RtcpTrailerLen() const noexcept { return 4 + mki_len_ + rtcp_tag_len_; }
 
   // ROC to use for the first packet of a stream (signalled out of band, e.g. on re-keying
-  // a stream in progress). Only before the first packet in that direction.
+  // a stream in progress). Only before the first packet in that direction. kLibsrtp:
+  // ignored (libsrtp2 2.5 has no API to set it; its streams start at ROC 0).
   void SetInitialRoc(uint32_t roc) noexcept { initial_roc_ = roc; }
   // SRTCP index of the next ProtectRtcp (RFC 3711 §3.4 starts at 0; libsrtp starts at 1).
+  // kLibsrtp: ignored (libsrtp2 numbers its SRTCP packets itself).
   void SetNextSrtcpIndex(uint32_t index) noexcept { srtcp_next_index_ = index; }
 
   // The last accepted / sent extended index (ROC << 16 | SEQ); for tests and stats.
+  // kLibsrtp: Karl's own bookkeeping of the packets libsrtp2 accepted / sent.
   uint64_t highest_rx_index() const noexcept { return rtp_window_.highest(); }
   uint64_t highest_tx_index() const noexcept { return tx_highest_; }
   const SrtpSessionKeys& rtp_keys() const noexcept { return rtp_.keys; }
@@ -146,55 +202,137 @@ class SrtpContext {
   };
 
   // RFC 3711 §3.3.2 replay list as a ring bitmap over the last `size` indices. Owned by
-  // the worker together with its context.
+  // the worker together with its context. Up to 128 indices (the default) the bitmap is
+  // inside the object, so checking a packet reads no other allocation.
   class ReplayWindow {
    public:
+    ReplayWindow() = default;
+    ReplayWindow(const ReplayWindow&) = delete;
+    ReplayWindow& operator=(const ReplayWindow&) = delete;
     void Init(uint32_t size);
     // kOk, or kReplay if the index was seen or is `size` or more below the highest.
     SrtpStatus Check(uint64_t index) const noexcept;
     void Accept(uint64_t index) noexcept;
     bool started() const noexcept { return started_; }
     uint64_t highest() const noexcept { return highest_; }
+    const uint64_t* bits() const noexcept { return bits_; }  // for prefetching
 
    private:
-    std::vector<uint64_t> bits_;  // bit (index % (64 * bits_.size()))
+    uint64_t* bits_ = inline_;  // bit (index % (64 * words_)): inline_ or heap_
+    uint32_t words_ = 0;
     uint32_t size_ = 0;
     uint64_t highest_ = 0;
     bool started_ = false;
+    uint64_t inline_[2] = {};
+    std::vector<uint64_t> heap_;  // windows over 128 indices
   };
 
  private:
+  friend class SoftwareSrtpEngine;
+  friend class IpsecMbSrtpEngine;
+
   struct Half {  // the SRTP or the SRTCP half
     SrtpSessionKeys keys{};
     HmacSha1Key hmac{};
     void* enc = nullptr;  // EVP_CIPHER_CTX*, encrypt direction (AES-CTR or GCM)
     void* dec = nullptr;  // EVP_CIPHER_CTX*, GCM decrypt direction (unused for CTR)
   };
+  enum : uint8_t { kRtp = 0, kRtcp = 1, kProtectDir = 0, kUnprotectDir = 1 };
+
+  // How the kIpsecMb engine carries out one job (see srtp_engine.cc).
+  enum class Step : uint8_t {
+    kDone,    // finished in Prepare (an early verdict, or run in software there)
+    kDevice,  // op filled in: enqueue it, then Finish
+    kInline,  // run in software after the burst's device ops, in job order
+  };
+  struct Pending {
+    uint64_t index;  // SRTP index or SRTCP index the device op was built with
+    uint32_t n;      // octets before the trailer
+    uint32_t hl;     // RTP header length (8 for RTCP)
+    uint32_t e_index;
+    Step step;
+  };
 
   SrtpContext() = default;
-  bool Init(SrtpSuite suite, const SrtpSessionKeys& rtp, const SrtpSessionKeys& rtcp,
-            std::span<const uint8_t> mki, uint32_t replay_window, bool srtcp);
+  bool Init(SrtpEngineKind engine, SrtpSuite suite, const SrtpSessionKeys& rtp,
+            const SrtpSessionKeys& rtcp, std::span<const uint8_t> mki, uint32_t replay_window,
+            bool srtcp, SrtpDirection direction);
+  bool InitLibsrtp(const SrtpConfig& config);
   // RFC 3711 §3.3.1 / Appendix A: the index of seq relative to the highest index.
   SrtpStatus EstimateIndex(bool started, uint64_t highest, uint16_t seq,
                            uint64_t* index) const noexcept;
 
+  // The software transforms (OpenSSL AES, Karl's HMAC-SHA1): the kOpenssl engine, and
+  // the fallback of kIpsecMb contexts.
+  SrtpStatus SoftProtect(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept;
+  SrtpStatus SoftUnprotect(uint8_t* pkt, uint32_t* len) noexcept;
+  SrtpStatus SoftProtectRtcp(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept;
+  SrtpStatus SoftUnprotectRtcp(uint8_t* pkt, uint32_t* len) noexcept;
+  // libsrtp2 (kLibsrtp contexts).
+  SrtpStatus LibsrtpRun(const SrtpJob& job, uint32_t* len) noexcept;
+
+  // One job on this context's own transform without cryptodev: software for kOpenssl and
+  // kIpsecMb contexts, libsrtp2 for kLibsrtp.
+  void RunInline(SrtpJob& job) noexcept;
+
+  // kIpsecMb engine, per job in order: Prepare does the framing before the device runs
+  // (lengths, index, IV, AAD, ROC / E||index placement) and fills op (whose m_src the
+  // engine has set: pkt is `base` octets after its data start); Finish places the tag and
+  // MKI or checks the tag, then checks and updates the replay state, in job order.
+  // `epoch` names the burst: several unprotects of one context in a burst estimate their
+  // index as if the earlier ones authenticate; Finish re-estimates and redoes the packet
+  // in software if that guess was wrong, so the verdicts equal one-at-a-time processing.
+  Step Prepare(SrtpJob& job, rte_crypto_op* op, uint32_t base, uint64_t epoch, Pending* p) noexcept;
+  void Finish(SrtpJob& job, rte_crypto_op* op, const Pending& p) noexcept;
+  Step PrepareRtp(SrtpJob& job, rte_crypto_op* op, uint32_t base, uint64_t epoch,
+                  Pending* p) noexcept;
+  Step PrepareRtcp(SrtpJob& job, rte_crypto_op* op, uint32_t base, Pending* p) noexcept;
+  // Prefetches what Prepare and the device will read for this job beyond the context's
+  // first two lines (the session, the replay bitmap). The engine calls it for a whole
+  // burst before the first Prepare.
+  void PrefetchFor(const SrtpJob& job) const noexcept;
+  // Undoes a device unprotect built with the wrong index (its keystream and the ROC written
+  // over the trailer) so the packet can be processed again.
+  void UndoDeviceUnprotect(SrtpJob& job, rte_crypto_op* op, const Pending& p) noexcept;
+
+  // The first two cache lines hold what the kIpsecMb path reads per RTP packet (the
+  // engine prefetches them for a whole burst); the rest is colder.
+  SrtpEngineKind engine_ = SrtpEngineKind::kOpenssl;
   SrtpSuite suite_ = SrtpSuite::kAesCm128HmacSha1_80;
   bool aead_ = false;
   bool srtcp_ = true;
   uint8_t rtp_tag_len_ = 0;
   uint8_t rtcp_tag_len_ = 0;
   uint8_t mki_len_ = 0;
-  uint8_t mki_[kSrtpMaxMkiLen] = {};
-  Half rtp_;
-  Half rtcp_;
-  uint32_t initial_roc_ = 0;
   // Sender state (RFC 3711 §3.3.1: the sender keeps ROC and the highest SEQ).
   bool tx_started_ = false;
   uint64_t tx_highest_ = 0;
-  uint32_t srtcp_next_index_ = 0;
+  // kIpsecMb engine, owner-private: the receive state as if every earlier unprotect of the
+  // burst `burst_epoch_` authenticated (the base for estimating the next one's index).
+  uint64_t burst_epoch_ = 0;
+  uint64_t burst_rx_highest_ = 0;
+  // kIpsecMb: cryptodev sessions [kRtp / kRtcp][kProtect / kUnprotect], null where not
+  // created (that transform runs in software). AES-CM: AES-CTR chained with HMAC-SHA1
+  // (cipher then hash to protect, hash then cipher to unprotect); GCM: AEAD encrypt /
+  // decrypt with a 12-octet AAD.
+  void* sessions_[2][2] = {};
+  // Second line.
+  uint8_t rtp_salt_[14] = {};  // = rtp_.keys.salt, next to the state it is used with
+  bool burst_rx_started_ = false;
   // Receiver state.
   ReplayWindow rtp_window_;
+
+  uint8_t mki_[kSrtpMaxMkiLen] = {};
+  uint32_t initial_roc_ = 0;
+  uint32_t srtcp_next_index_ = 0;
+  uint64_t session_generation_ = 0;  // of the cryptodev setup the sessions belong to
+  Half rtp_;
+  Half rtcp_;
   ReplayWindow rtcp_window_;
+  // kLibsrtp: srtp_t sessions with an ssrc_any_outbound (protect) and an ssrc_any_inbound
+  // (unprotect) template, each only if the config's direction asks for it.
+  void* libsrtp_tx_ = nullptr;
+  void* libsrtp_rx_ = nullptr;
 };
 
 }  // namespace karl::dp

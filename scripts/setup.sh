@@ -13,10 +13,11 @@ PACKAGES=(
   dpdk dpdk-dev libdpdk-dev libsrtp2-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
   libmariadb-dev libabsl-dev libspdlog-dev nlohmann-json3-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
-  # test peers and tools
-  iproute2 iputils-ping curl procps clang-format
+  # test peers and tools (rtpengine: the independent SRTP endpoint of the e2e tests)
+  iproute2 iputils-ping curl procps clang-format rtpengine-daemon
 )
 
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -25,9 +26,34 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Packages that ship a daemon (rtpengine-daemon) must not start it: the tests run
+  # their own rtpengine in a namespace. A policy-rc.d that says 101 ("action not
+  # allowed") is how Debian's maintainer scripts are told so; put one in place only
+  # for the install, unless the machine already has one.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    made_policy=1
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+  if [ -n "$made_policy" ]; then $SUDO rm -f "$policy"; fi
+  [ "$rc" -eq 0 ] || exit "$rc"
+fi
+
+# The system rtpengine service stays stopped and disabled whatever installed it
+# (the tests start their own, userspace only); no-ops when it is not running.
+if [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now rtpengine-daemon.service >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/rtpengine-daemon ]; then
+  # Stops only the service's own process (by its pidfile), never a test's rtpengine.
+  if [ -f /run/rtpengine/rtpengine-daemon.pid ]; then
+    $SUDO /etc/init.d/rtpengine-daemon stop >/dev/null 2>&1 || true
+  fi
+  $SUDO update-rc.d rtpengine-daemon disable >/dev/null 2>&1 || true
 fi
 
 BUILD_DIR=${KARL_BUILD_DIR:-build}

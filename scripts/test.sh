@@ -21,7 +21,8 @@ asan_build() {
     meson setup "$ASAN_DIR" -Db_sanitize=address,undefined -Dbuildtype=debugoptimized >/dev/null
   fi
   ninja -C "$ASAN_DIR" common/common_unit_test controlplane/controlplane_unit_test \
-    dataplane/dataplane_unit_test dataplane/srtp_unit_test tests/dataplane/dataplane_test \
+    dataplane/dataplane_unit_test dataplane/srtp_unit_test dataplane/srtp_engine_test \
+    tests/dataplane/dataplane_test \
     tests/dataplane/multiworker_test
 }
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
@@ -33,6 +34,7 @@ SUITES=(
   "unit-controlplane|$BUILD_DIR/controlplane/controlplane_unit_test --gtest_output=json:$RESULTS/unit-controlplane.json"
   "unit-dataplane|$BUILD_DIR/dataplane/dataplane_unit_test --gtest_output=json:$RESULTS/unit-dataplane.json"
   "unit-srtp|$BUILD_DIR/dataplane/srtp_unit_test --gtest_output=json:$RESULTS/unit-srtp.json"
+  "srtp-engine|$BUILD_DIR/dataplane/srtp_engine_test --gtest_output=json:$RESULTS/srtp-engine.json"
   "dataplane|$BUILD_DIR/tests/dataplane/dataplane_test --gtest_output=json:$RESULTS/dataplane.json"
   "multiworker|$BUILD_DIR/tests/dataplane/multiworker_test --gtest_output=json:$RESULTS/multiworker.json"
   "e2e|python3 tests/e2e/run.py --build-dir $BUILD_DIR --json $RESULTS/e2e.json"
@@ -42,6 +44,7 @@ SUITES=(
   "asan-unit-controlplane|$ASAN_DIR/controlplane/controlplane_unit_test --gtest_output=json:$RESULTS/asan-unit-controlplane.json"
   "asan-unit-dataplane|$ASAN_DIR/dataplane/dataplane_unit_test --gtest_output=json:$RESULTS/asan-unit-dataplane.json"
   "asan-unit-srtp|$ASAN_DIR/dataplane/srtp_unit_test --gtest_output=json:$RESULTS/asan-unit-srtp.json"
+  "asan-srtp-engine|$ASAN_DIR/dataplane/srtp_engine_test --gtest_output=json:$RESULTS/asan-srtp-engine.json"
   "asan-multiworker|$ASAN_DIR/tests/dataplane/multiworker_test --gtest_output=json:$RESULTS/asan-multiworker.json"
   "asan-dataplane|$ASAN_DIR/tests/dataplane/dataplane_test --gtest_output=json:$RESULTS/asan-dataplane.json"
 )

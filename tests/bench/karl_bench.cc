@@ -14,6 +14,11 @@
 //   karl drop          Karl's worker, valid RTP to a port with no session
 //   karl forward       Karl's worker, S sessions (one stream each way is exercised:
 //                      frames cycle over S ingress streams), relay to null
+//   karl srtp ...      the same S streams with SRTP (unless --no-srtp): protect (RTP in,
+//                      SRTP out), unprotect (SRTP in, RTP out) and re-key (SRTP in, SRTP
+//                      out with other keys) for AES_CM_128_HMAC_SHA1_80 and
+//                      AEAD_AES_128_GCM, each stream with its own keys, on the engine of
+//                      --srtp-engine ipsec_mb|openssl|libsrtp (default ipsec_mb)
 #include <immintrin.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
@@ -36,6 +41,8 @@
 #include <vector>
 
 #include "dataplane/dataplane.h"
+#include "dataplane/srtp.h"
+#include "tests/bench/crypto_refs.h"
 #include "tests/dataplane/packet_builder.h"
 
 namespace {
@@ -129,6 +136,34 @@ void Print(const char* name, double pps, double ref_pps, const char* ref_name) {
   }
 }
 
+// Per-stream SRTP keys for the benchmark: stream i, key set k (0 = the ingress peer's,
+// 1 = Karl's egress keys), deterministic.
+std::vector<uint8_t> BenchKey(karl::dp::SrtpSuite suite, unsigned i, unsigned k) {
+  const auto& info = karl::dp::GetSrtpSuiteInfo(suite);
+  std::vector<uint8_t> ks(size_t{info.master_key_len} + info.master_salt_len);
+  for (size_t b = 0; b < ks.size(); ++b) ks[b] = static_cast<uint8_t>(i * 13 + k * 101 + b * 7);
+  return ks;
+}
+
+std::shared_ptr<karl::dp::SrtpContext> BenchContext(karl::dp::SrtpSuite suite, unsigned i,
+                                                    unsigned k, karl::dp::SrtpEngineKind engine,
+                                                    karl::dp::SrtpDirection direction) {
+  const auto& info = karl::dp::GetSrtpSuiteInfo(suite);
+  const std::vector<uint8_t> ks = BenchKey(suite, i, k);
+  karl::dp::SrtpConfig c;
+  c.engine = engine;
+  c.direction = direction;
+  c.suite = suite;
+  c.master_key = std::span<const uint8_t>(ks.data(), info.master_key_len);
+  c.master_salt = std::span<const uint8_t>(ks.data() + info.master_key_len, info.master_salt_len);
+  std::shared_ptr<karl::dp::SrtpContext> ctx = karl::dp::SrtpContext::Create(c);
+  if (ctx == nullptr) {
+    std::fprintf(stderr, "karl-bench: cannot create an SRTP context\n");
+    std::exit(1);
+  }
+  return ctx;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,8 +172,17 @@ int main(int argc, char** argv) {
   unsigned sessions = 10000;
   unsigned rtp_size = 172;
   bool verify_udp_checksum = true;
+  bool srtp = true;
+  karl::dp::SrtpEngineKind engine = karl::dp::SrtpEngineKind::kIpsecMb;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--no-verify-udp-checksum") verify_udp_checksum = false;
+    if (std::string(argv[i]) == "--no-srtp") srtp = false;
+    if (std::string(argv[i]) == "--srtp-engine" && i + 1 < argc) {
+      if (!karl::dp::ParseSrtpEngineKind(argv[i + 1], &engine)) {
+        std::fprintf(stderr, "karl-bench: --srtp-engine: ipsec_mb, openssl or libsrtp\n");
+        return 1;
+      }
+    }
   }
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -254,6 +298,31 @@ int main(int argc, char** argv) {
   s.rtp_port_min = 20000;
   s.rtp_port_max = 59999;
   s.verify_udp_checksum = verify_udp_checksum;
+  s.srtp_engine = engine;
+  // SRTP references (and the engine alone, without the dataplane), measured here on the
+  // main lcore before the dataplane takes the crypto device.
+  const karl::dp::SrtpSuite kBenchSuites[] = {karl::dp::SrtpSuite::kAesCm128HmacSha1_80,
+                                              karl::dp::SrtpSuite::kAeadAes128Gcm};
+  double libsrtp_ref[2] = {0, 0}, raw_ref[2] = {0, 0}, engine_alone[2] = {0, 0};
+  if (srtp) {
+    if (auto st = karl::dp::InitSrtpCrypto(karl::dp::SrtpEngineKind::kIpsecMb, 1); !st.ok()) {
+      std::fprintf(stderr, "karl-bench: ipsec_mb: %s\n", std::string(st.message()).c_str());
+      return 1;
+    }
+    if (engine == karl::dp::SrtpEngineKind::kLibsrtp) {
+      if (auto st = karl::dp::InitSrtpCrypto(engine, 1); !st.ok()) return 1;
+    }
+    karl::bench::CryptoBenchOptions opt;
+    opt.streams = sessions;
+    opt.payload = rtp_size - 12;
+    for (unsigned si = 0; si < 2; ++si) {
+      libsrtp_ref[si] = karl::bench::LibsrtpProtectMpps(kBenchSuites[si], opt);
+      raw_ref[si] = karl::bench::RawCryptodevMpps(kBenchSuites[si], opt);
+      engine_alone[si] =
+          karl::bench::EngineMpps(engine, kBenchSuites[si], karl::bench::EngineWork::kProtect, opt);
+    }
+    karl::dp::CloseSrtpCrypto();
+  }
   karl::dp::Dataplane dp;
   if (auto st = dp.Init(s); !st.ok()) {
     std::fprintf(stderr, "karl-bench: dataplane init failed: %s\n",
@@ -356,6 +425,86 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(tx_expected));
     return 1;
   }
+  // SRTP: the same streams republished with contexts; frames numbered so that no
+  // stream ever sees a sequence number twice (the replay window would drop it).
+  struct SrtpResult {
+    const char* name;
+    double mpps, busy_ns, libsrtp_mpps, raw_mpps;
+  };
+  std::vector<SrtpResult> srtp_results;
+  static const char* kSrtpNames[2][3] = {
+      {"protect AES_CM_128_HMAC_SHA1_80", "unprotect AES_CM_128_HMAC_SHA1_80",
+       "re-key AES_CM_128_HMAC_SHA1_80"},
+      {"protect AEAD_AES_128_GCM", "unprotect AEAD_AES_128_GCM", "re-key AEAD_AES_128_GCM"}};
+  const unsigned srtp_frames = blocks * 5 * packets;
+  for (unsigned si = 0; srtp && si < 2; ++si) {
+    const karl::dp::SrtpSuite suite = kBenchSuites[si];
+    const double libsrtp_mpps = libsrtp_ref[si];
+    const double raw_mpps = raw_ref[si];
+    for (unsigned op = 0; op < 3; ++op) {  // 0 protect, 1 unprotect, 2 re-key
+      // Senders' contexts (the "peers"), to pre-protect the ingress frames.
+      std::vector<std::shared_ptr<karl::dp::SrtpContext>> senders;
+      for (unsigned i = 0; i < sessions; ++i) {
+        karl::dp::StreamConfig cfg = *dp.stream_config(static_cast<uint32_t>(i));
+        cfg.srtp_in = op == 0
+                          ? nullptr
+                          : BenchContext(suite, i, 0, engine, karl::dp::SrtpDirection::kUnprotect);
+        cfg.srtp_out = op == 1
+                           ? nullptr
+                           : BenchContext(suite, i, 1, engine, karl::dp::SrtpDirection::kProtect);
+        dp.PublishStream(cfg);
+        if (op != 0) {
+          senders.push_back(BenchContext(suite, i, 0, karl::dp::SrtpEngineKind::kOpenssl,
+                                         karl::dp::SrtpDirection::kProtect));
+        }
+      }
+      dp.Maintain(nullptr);
+      std::vector<Bytes> sframes;
+      sframes.reserve(op == 0 ? frames.size() : srtp_frames);
+      if (op == 0) {
+        sframes = frames;
+      } else {
+        for (unsigned k = 0; k < srtp_frames; ++k) {
+          const unsigned i = k % sessions;
+          karl::test::UdpSpec spec{peer, ours, 40000, static_cast<uint16_t>(20000 + 2 * i)};
+          spec.payload = karl::test::RtpPayload(static_cast<uint16_t>(k / sessions), 0x1000 + i);
+          spec.payload.resize(rtp_size + 16, 0x5a);
+          uint32_t len = rtp_size;
+          if (senders[i]->Protect(spec.payload.data(), &len,
+                                  static_cast<uint32_t>(spec.payload.size())) !=
+              karl::dp::SrtpStatus::kOk) {
+            std::fprintf(stderr, "karl-bench: cannot protect a frame\n");
+            return 1;
+          }
+          spec.payload.resize(len);
+          sframes.push_back(karl::test::BuildUdp(spec));
+        }
+      }
+      if (auto st = dp.Start(); !st.ok()) {
+        std::fprintf(stderr, "karl-bench: dataplane start failed\n");
+        return 1;
+      }
+      std::vector<double> r;
+      unsigned snext = 0;
+      const uint64_t tx0 = counters.tx_packets.Read();
+      const uint64_t busy0 = counters.busy_tsc.Read();
+      for (unsigned i = 0; i < blocks * 5; ++i) {
+        r.push_back(Round(pool, rx, sframes, packets, &snext, rx_count() + packets, rx_count));
+      }
+      const double busy_ns = static_cast<double>(counters.busy_tsc.Read() - busy0) * 1e9 /
+                             static_cast<double>(rte_get_tsc_hz()) / (blocks * 5.0 * packets);
+      dp.Stop();
+      const uint64_t sent = counters.tx_packets.Read() - tx0;
+      if (sent != uint64_t{blocks} * 5 * packets) {
+        std::fprintf(stderr, "karl-bench: %s: forwarded %llu of %llu packets\n", kSrtpNames[si][op],
+                     static_cast<unsigned long long>(sent),
+                     static_cast<unsigned long long>(uint64_t{blocks} * 5 * packets));
+        return 1;
+      }
+      srtp_results.push_back(
+          SrtpResult{kSrtpNames[si][op], Median(r), busy_ns, libsrtp_mpps, raw_mpps});
+    }
+  }
   dp.Close();
 
   std::printf(
@@ -374,6 +523,24 @@ int main(int argc, char** argv) {
       "compute with the frame in L1: parse+validate %.1f ns, RTP parse+stats %.1f ns, "
       "rewrite %.1f ns\n",
       micro_parse_ns, micro_stats_ns, micro_rewrite_ns);
+  if (!srtp_results.empty()) {
+    std::printf(
+        "SRTP on engine %s, %u streams each with its own keys (references on one core: "
+        "libsrtp2 srtp_protect loop; raw cryptodev = the cipher alone, bursts of 32):\n",
+        std::string(karl::dp::SrtpEngineName(engine)).c_str(), sessions);
+  }
+  for (unsigned si = 0; si < 2 && !srtp_results.empty(); ++si) {
+    std::printf("engine alone (Run over bursts of 32, no dataplane): protect %s %.2f Mpps\n",
+                std::string(karl::dp::GetSrtpSuiteInfo(kBenchSuites[si]).name).c_str(),
+                engine_alone[si]);
+  }
+  for (const SrtpResult& r : srtp_results) {
+    std::printf(
+        "karl %-33s %6.2f Mpps %6.1f ns/packet (busy %5.1f)  %5.1fx libsrtp2 (%.2f)  "
+        "%.2fx raw cryptodev (%.2f)\n",
+        r.name, r.mpps / 1e6, 1e3 / (r.mpps / 1e6), r.busy_ns, r.mpps / 1e6 / r.libsrtp_mpps,
+        r.libsrtp_mpps, r.mpps / 1e6 / r.raw_mpps, r.raw_mpps);
+  }
   rte_eal_cleanup();
   std::error_code ec;
   std::filesystem::remove_all(runtime_dir, ec);

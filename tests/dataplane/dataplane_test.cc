@@ -18,7 +18,10 @@
 #include <thread>
 #include <vector>
 
+#include "dataplane/srtp.h"
+#include "dataplane/srtp_engine.h"
 #include "gtest/gtest.h"
+#include "tests/common/libsrtp_oracle.h"
 #include "tests/dataplane/packet_builder.h"
 
 namespace karl::dp {
@@ -708,6 +711,273 @@ TEST_F(RelayTest, FullTransmitQueueIsCountedAsTxFull) {
   EXPECT_EQ(counters().tx_packets.Read(), 0u) << "packets the driver refused counted as sent";
   EXPECT_EQ(counters().tx_bytes.Read(), 0u);
 }
+
+// ---- SRTP on the worker (RFC 3711): protect, unprotect, re-key, against libsrtp2 ----
+
+// Every engine (srtp.engine) through the real worker loop.
+class SrtpRelayTest : public RelayTest, public ::testing::WithParamInterface<SrtpEngineKind> {
+ protected:
+  void SetUp() override {
+    // libsrtp2 is process-global: Karl's libsrtp engine shares the one initialisation
+    // with the oracle (and shuts it down in Dataplane::Close).
+    ASSERT_TRUE(srtp_internal::EnsureLibsrtp());
+    DataplaneTest::SetUp();
+    settings_.ports[0].addresses.push_back(*IpPrefix::Parse("203.0.113.1/24"));
+    settings_.srtp_engine = GetParam();
+    ASSERT_NO_FATAL_FAILURE(StartDataplane());
+  }
+
+  // A fresh key||salt for `suite` (deterministic per seed).
+  static Bytes KeySalt(SrtpSuite suite, uint8_t seed) {
+    const SrtpSuiteInfo& info = GetSrtpSuiteInfo(suite);
+    Bytes ks(size_t{info.master_key_len} + info.master_salt_len);
+    for (size_t i = 0; i < ks.size(); ++i) ks[i] = static_cast<uint8_t>(seed * 31 + i * 7);
+    return ks;
+  }
+
+  std::shared_ptr<SrtpContext> Context(SrtpSuite suite, const Bytes& ks) {
+    const SrtpSuiteInfo& info = GetSrtpSuiteInfo(suite);
+    SrtpConfig c;
+    c.engine = GetParam();
+    c.suite = suite;
+    c.master_key = std::span<const uint8_t>(ks.data(), info.master_key_len);
+    c.master_salt = std::span<const uint8_t>(ks.data() + info.master_key_len, info.master_salt_len);
+    std::shared_ptr<SrtpContext> ctx = SrtpContext::Create(c);
+    EXPECT_NE(ctx, nullptr);
+    return ctx;
+  }
+
+  // The UDP payload of a frame Karl sent (untagged IPv4).
+  static Bytes UdpPayloadOf(const Bytes& frame) {
+    if (frame.size() < test::kEthLen + test::kIpv4Len + 8) return {};
+    return Bytes(frame.begin() + test::kEthLen + test::kIpv4Len + 8, frame.end());
+  }
+
+  std::vector<WorkerEvent> Events() {
+    std::vector<WorkerEvent> ev;
+    dp_.Maintain(&ev);
+    return ev;
+  }
+};
+
+constexpr SrtpSuite kRelaySuites[] = {
+    SrtpSuite::kAesCm128HmacSha1_80, SrtpSuite::kAesCm128HmacSha1_32,
+    SrtpSuite::kAes256CmHmacSha1_80, SrtpSuite::kAes256CmHmacSha1_32,
+    SrtpSuite::kAeadAes128Gcm,       SrtpSuite::kAeadAes256Gcm,
+};
+
+TEST_P(SrtpRelayTest, ProtectMatchesLibsrtpByteForByte) {
+  uint16_t port = 30000;
+  for (SrtpSuite suite : kRelaySuites) {
+    const Bytes ks = KeySalt(suite, static_cast<uint8_t>(port));
+    StreamConfig cfg;
+    cfg.latch = false;
+    cfg.egress = MakeEgress(kOurV4b, static_cast<uint16_t>(port + 100), kFarV4, 50000);
+    cfg.srtp_out = Context(suite, ks);
+    AddStream(kOurV4, port, cfg);
+    test::LibSrtp oracle(suite, ks, true);
+    ASSERT_EQ(oracle.status(), srtp_err_status_ok);
+    for (uint16_t seq = 65530; seq != 10; ++seq) {  // across a ROC wrap
+      const Bytes rtp = test::RtpPayload(seq);
+      Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, port, rtp}));
+      Bytes want = rtp;
+      ASSERT_EQ(oracle.Protect(&want), srtp_err_status_ok);
+      ASSERT_EQ(Tx(), Expected(kOurV4b, static_cast<uint16_t>(port + 100), kFarV4, 50000, want))
+          << GetSrtpSuiteInfo(suite).name << " seq " << seq;
+    }
+    port = static_cast<uint16_t>(port + 2);
+  }
+}
+
+TEST_P(SrtpRelayTest, UnprotectGivesThePlainPacketByteForByte) {
+  uint16_t port = 30000;
+  for (SrtpSuite suite : kRelaySuites) {
+    const Bytes ks = KeySalt(suite, static_cast<uint8_t>(port + 1));
+    StreamConfig cfg;
+    cfg.latch = false;
+    cfg.egress = MakeEgress(kOurV4b, static_cast<uint16_t>(port + 100), kFarV4, 50000);
+    cfg.srtp_in = Context(suite, ks);
+    const uint32_t id = AddStream(kOurV4, port, cfg);
+    test::LibSrtp peer(suite, ks, true);
+    for (uint16_t seq = 100; seq < 120; ++seq) {
+      const Bytes rtp = test::RtpPayload(seq);
+      Bytes srtp = rtp;
+      ASSERT_EQ(peer.Protect(&srtp), srtp_err_status_ok);
+      Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, port, srtp}));
+      ASSERT_EQ(Tx(), Expected(kOurV4b, static_cast<uint16_t>(port + 100), kFarV4, 50000, rtp))
+          << GetSrtpSuiteInfo(suite).name << " seq " << seq;
+    }
+    EXPECT_EQ(dp_.stream_state(id).packets.Read(), 20u);
+    // Statistics come from the plain RTP (A.1 probation takes the first packet).
+    EXPECT_EQ(dp_.stream_state(id).expected.Read(), 19u);
+    EXPECT_EQ(dp_.stream_state(id).ssrc.Read(), 0x11223344u);
+    port = static_cast<uint16_t>(port + 2);
+  }
+}
+
+TEST_P(SrtpRelayTest, RekeyToAnotherSuiteAndIpv6) {
+  const Bytes in_ks = KeySalt(SrtpSuite::kAesCm128HmacSha1_80, 1);
+  const Bytes out_ks = KeySalt(SrtpSuite::kAeadAes256Gcm, 2);
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV6, 30102, kFarV6, 50000);  // v4 in, v6 out
+  cfg.srtp_in = Context(SrtpSuite::kAesCm128HmacSha1_80, in_ks);
+  cfg.srtp_out = Context(SrtpSuite::kAeadAes256Gcm, out_ks);
+  AddStream(kOurV4, 30000, cfg);
+  test::LibSrtp peer(SrtpSuite::kAesCm128HmacSha1_80, in_ks, true);
+  test::LibSrtp far(SrtpSuite::kAeadAes256Gcm, out_ks, true);
+  for (uint16_t seq = 1; seq <= 50; ++seq) {
+    const Bytes rtp = test::RtpPayload(seq);
+    Bytes srtp = rtp;
+    ASSERT_EQ(peer.Protect(&srtp), srtp_err_status_ok);
+    Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, srtp}));
+    Bytes want = rtp;
+    ASSERT_EQ(far.Protect(&want), srtp_err_status_ok);
+    ASSERT_EQ(Tx(), Expected(kOurV6, 30102, kFarV6, 50000, want)) << "seq " << seq;
+  }
+}
+
+TEST_P(SrtpRelayTest, SrtcpBothWaysAndMuxedOnTheRtpPort) {
+  const SrtpSuite suite = SrtpSuite::kAesCm128HmacSha1_32;  // SRTCP keeps an 80-bit tag
+  const Bytes peer_ks = KeySalt(suite, 3);
+  const Bytes karl_ks = KeySalt(suite, 4);
+  std::shared_ptr<SrtpContext> rx = Context(suite, peer_ks);
+  std::shared_ptr<SrtpContext> tx = Context(suite, karl_ks);
+  // RTCP on its own port: SRTCP in -> plain out; plain in -> SRTCP out.
+  StreamConfig in;
+  in.latch = false;
+  in.is_rtcp = true;
+  in.egress = MakeEgress(kOurV4b, 30103, kFarV4, 50001);
+  in.srtp_in = rx;
+  const uint32_t in_id = AddStream(kOurV4, 30001, in);
+  StreamConfig out;
+  out.latch = false;
+  out.is_rtcp = true;
+  out.egress = MakeEgress(kOurV4b, 30105, kFarV4, 50003);
+  out.srtp_out = tx;
+  AddStream(kOurV4, 30003, out);
+  test::LibSrtp peer(suite, peer_ks, true);
+  test::LibSrtp far(suite, karl_ks, false);
+  for (uint32_t i = 0; i < 5; ++i) {
+    const Bytes rr = test::RtcpReceiverReport(0xabc00000);
+    Bytes srtcp = rr;
+    ASSERT_EQ(peer.Protect(&srtcp, true), srtp_err_status_ok);
+    Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40001, 30001, srtcp}));
+    EXPECT_EQ(Tx(), Expected(kOurV4b, 30103, kFarV4, 50001, rr));
+    for (size_t r = 0; r < kDropReasonCount; ++r) {
+      EXPECT_EQ(StreamDrops(in_id, static_cast<DropReason>(r)), 0u)
+          << DropReasonLabel(static_cast<DropReason>(r));
+    }
+    Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40003, 30003, rr}));
+    Bytes got = UdpPayloadOf(Tx());
+    EXPECT_EQ(got.size(), rr.size() + 4 + 10);  // E||index and the 80-bit tag
+    ASSERT_EQ(far.Unprotect(&got, true), srtp_err_status_ok) << i;
+    EXPECT_EQ(got, rr);
+  }
+  // rtcp-mux: SRTP and SRTCP on one port, both unprotected with the same master key.
+  const uint32_t rtcp_id = dp_.AllocateStream();
+  StreamConfig mux;
+  mux.latch = false;
+  mux.rtcp_mux = true;
+  mux.rtcp_stream = rtcp_id;
+  mux.egress = MakeEgress(kOurV4b, 30106, kFarV4, 50004);
+  mux.rtcp_egress = MakeEgress(kOurV4b, 30106, kFarV4, 50004);
+  const Bytes mux_ks = KeySalt(SrtpSuite::kAeadAes128Gcm, 5);
+  mux.srtp_in = Context(SrtpSuite::kAeadAes128Gcm, mux_ks);
+  AddStream(kOurV4, 30006, mux);
+  test::LibSrtp mux_peer(SrtpSuite::kAeadAes128Gcm, mux_ks, true);
+  const Bytes rtp = test::RtpPayload(77);
+  Bytes srtp = rtp;
+  ASSERT_EQ(mux_peer.Protect(&srtp), srtp_err_status_ok);
+  const Bytes rr = test::RtcpReceiverReport(0x1234);
+  Bytes srtcp = rr;
+  ASSERT_EQ(mux_peer.Protect(&srtcp, true), srtp_err_status_ok);
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40006, 30006, srtp}));
+  EXPECT_EQ(Tx(), Expected(kOurV4b, 30106, kFarV4, 50004, rtp));
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40006, 30006, srtcp}));
+  EXPECT_EQ(Tx(), Expected(kOurV4b, 30106, kFarV4, 50004, rr));
+  EXPECT_EQ(dp_.stream_state(rtcp_id).packets.Read(), 1u);
+}
+
+TEST_P(SrtpRelayTest, BadPacketsAreDroppedByReasonAndNeverForwarded) {
+  const SrtpSuite suite = SrtpSuite::kAesCm128HmacSha1_80;
+  const Bytes ks = KeySalt(suite, 6);
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  cfg.srtp_in = Context(suite, ks);
+  const uint32_t id = AddStream(kOurV4, 30000, cfg);
+  test::LibSrtp peer(suite, ks, true);
+  test::LibSrtp stranger(suite, KeySalt(suite, 7), true);
+  auto send = [&](const Bytes& payload) {
+    Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, payload}));
+  };
+  Bytes good = test::RtpPayload(1);
+  ASSERT_EQ(peer.Protect(&good), srtp_err_status_ok);
+  send(good);
+  EXPECT_EQ(UdpPayloadOf(Tx()), test::RtpPayload(1));
+  send(good);  // the same packet again
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(id, DropReason::kSrtpReplay) == 1; }));
+  Bytes wrong_key = test::RtpPayload(2);
+  ASSERT_EQ(stranger.Protect(&wrong_key), srtp_err_status_ok);
+  send(wrong_key);
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(id, DropReason::kSrtpAuthFailed) == 1; }));
+  Bytes tampered = test::RtpPayload(3);
+  ASSERT_EQ(peer.Protect(&tampered), srtp_err_status_ok);
+  tampered[20] ^= 1;
+  send(tampered);
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(id, DropReason::kSrtpAuthFailed) == 2; }));
+  send(Bytes(good.begin(), good.begin() + 12));  // an RTP header and no room for a tag
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(id, DropReason::kSrtpTooShort) == 1; }));
+  // The stream goes on after the bad ones.
+  Bytes next = test::RtpPayload(4);
+  ASSERT_EQ(peer.Protect(&next), srtp_err_status_ok);
+  send(next);
+  EXPECT_EQ(UdpPayloadOf(Tx()), test::RtpPayload(4));
+  EXPECT_EQ(rte_ring_count(tx_), 0u);
+  EXPECT_EQ(Drops(DropReason::kSrtpAuthFailed), 2u);
+  EXPECT_EQ(Drops(DropReason::kSrtpReplay), 1u);
+  // One rate-limited note for the control plane's log, naming the stream.
+  std::vector<WorkerEvent> ev = Events();
+  size_t srtp_events = 0;
+  for (const WorkerEvent& e : ev) {
+    if (e.type != WorkerEvent::kSrtpError) continue;
+    ++srtp_events;
+    EXPECT_EQ(e.stream, id);
+    EXPECT_EQ(e.reason, DropReason::kSrtpReplay);  // the first; the rest within the second
+  }
+  EXPECT_EQ(srtp_events, 1u);
+}
+
+TEST_P(SrtpRelayTest, ProtectWithoutTailroomIsCounted) {
+  const SrtpSuite suite = SrtpSuite::kAeadAes128Gcm;
+  StreamConfig cfg;
+  cfg.latch = false;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  cfg.srtp_out = Context(suite, KeySalt(suite, 8));
+  const uint32_t id = AddStream(kOurV4, 30000, cfg);
+  // A frame that fills its buffer to the last byte: no room for the 16-byte tag.
+  rte_mbuf* m = rte_pktmbuf_alloc(g_test_pool);
+  ASSERT_NE(m, nullptr);
+  const uint16_t room = rte_pktmbuf_tailroom(m);
+  const size_t headers = test::kEthLen + test::kIpv4Len + 8;
+  Bytes rtp = test::RtpPayload(1);
+  rtp.resize(room - headers, 0x55);
+  const Bytes frame = test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30000, rtp});
+  ASSERT_EQ(frame.size(), room);
+  std::memcpy(rte_pktmbuf_append(m, room), frame.data(), room);
+  m->port = dp_.port(0).port_id;
+  ASSERT_EQ(rte_ring_enqueue(rx_, m), 0);
+  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(id, DropReason::kSrtpNoTailroom) == 1; }));
+  EXPECT_EQ(rte_ring_count(tx_), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, SrtpRelayTest,
+                         ::testing::Values(SrtpEngineKind::kIpsecMb, SrtpEngineKind::kOpenssl,
+                                           SrtpEngineKind::kLibsrtp),
+                         [](const ::testing::TestParamInfo<SrtpEngineKind>& info) {
+                           return std::string(SrtpEngineName(info.param));
+                         });
 
 class VlanRelayTest : public RelayTest {
  protected:

@@ -1,0 +1,416 @@
+#include "tests/bench/crypto_refs.h"
+
+#include <rte_crypto.h>
+#include <rte_cryptodev.h>
+#include <rte_mbuf.h>
+#include <srtp2/srtp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+namespace karl::bench {
+namespace {
+
+using dp::SrtpContext;
+using dp::SrtpEngineKind;
+using dp::SrtpJob;
+using dp::SrtpOp;
+using dp::SrtpStatus;
+using dp::SrtpSuite;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// The figure: the median of the rates of the slices of timed work (each a few ms), so a
+// neighbour's burst of activity or a preemption on a shared machine does not move it.
+class SliceRates {
+ public:
+  void Add(uint64_t packets, Clock::duration d) {
+    total_ += d;
+    count_ += packets;
+    if (Seconds(d) > 0) rates_.push_back(static_cast<double>(packets) / Seconds(d) / 1e6);
+  }
+  double seconds() const { return Seconds(total_); }
+  uint64_t packets() const { return count_; }
+  double MedianMpps() {
+    if (rates_.empty()) return -1;
+    std::sort(rates_.begin(), rates_.end());
+    return rates_[rates_.size() / 2];
+  }
+
+ private:
+  std::vector<double> rates_;
+  Clock::duration total_{};
+  uint64_t count_ = 0;
+};
+
+struct StreamKeys {
+  uint8_t key[32];
+  uint8_t salt[14];
+};
+
+std::vector<StreamKeys> MakeKeys(unsigned n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<StreamKeys> keys(n);
+  for (StreamKeys& k : keys) {
+    for (uint8_t& b : k.key) b = static_cast<uint8_t>(rng());
+    for (uint8_t& b : k.salt) b = static_cast<uint8_t>(rng());
+  }
+  return keys;
+}
+
+// A 12-octet RTP header (RFC 3550 §5.1) and `payload` octets.
+void WriteRtp(uint8_t* p, uint16_t seq, uint32_t ssrc, uint32_t payload) {
+  p[0] = 0x80;
+  p[1] = 0;  // PCMU
+  p[2] = static_cast<uint8_t>(seq >> 8);
+  p[3] = static_cast<uint8_t>(seq);
+  const uint32_t ts = uint32_t{seq} * 160;
+  for (int i = 0; i < 4; ++i) p[4 + i] = static_cast<uint8_t>(ts >> (24 - 8 * i));
+  for (int i = 0; i < 4; ++i) p[8 + i] = static_cast<uint8_t>(ssrc >> (24 - 8 * i));
+  std::memset(p + 12, 0xd5, payload);
+}
+
+// Room per packet: header, payload, the largest trailer, rounded to cache lines.
+uint32_t Slot(uint32_t payload) { return (12 + payload + dp::kSrtpMaxTrailerLen + 63) / 64 * 64; }
+
+std::unique_ptr<SrtpContext> MakeContext(SrtpEngineKind kind, SrtpSuite suite, const StreamKeys& k,
+                                         dp::SrtpDirection direction) {
+  const dp::SrtpSuiteInfo& info = dp::GetSrtpSuiteInfo(suite);
+  dp::SrtpConfig c;
+  c.engine = kind;
+  c.suite = suite;
+  c.master_key = {k.key, info.master_key_len};
+  c.master_salt = {k.salt, info.master_salt_len};
+  c.srtcp = false;  // RTP only: half the cryptodev sessions
+  c.direction = direction;
+  return SrtpContext::Create(c);
+}
+
+void SetLibsrtpPolicy(SrtpSuite suite, srtp_crypto_policy_t* p) {
+  switch (suite) {
+    case SrtpSuite::kAesCm128HmacSha1_80:
+      srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(p);
+      break;
+    case SrtpSuite::kAesCm128HmacSha1_32:
+      srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(p);
+      break;
+    case SrtpSuite::kAes256CmHmacSha1_80:
+      srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(p);
+      break;
+    case SrtpSuite::kAes256CmHmacSha1_32:
+      srtp_crypto_policy_set_aes_cm_256_hmac_sha1_32(p);
+      break;
+    case SrtpSuite::kAeadAes128Gcm:
+      srtp_crypto_policy_set_aes_gcm_128_16_auth(p);
+      break;
+    case SrtpSuite::kAeadAes256Gcm:
+      srtp_crypto_policy_set_aes_gcm_256_16_auth(p);
+      break;
+  }
+}
+
+rte_crypto_sym_op* SymOp(rte_crypto_op* op) {
+  return reinterpret_cast<rte_crypto_sym_op*>(reinterpret_cast<uint8_t*>(op) +
+                                              sizeof(rte_crypto_op));
+}
+
+}  // namespace
+
+double LibsrtpProtectMpps(SrtpSuite suite, const CryptoBenchOptions& opt) {
+  if (!dp::srtp_internal::EnsureLibsrtp()) return -1;
+  const dp::SrtpSuiteInfo& info = dp::GetSrtpSuiteInfo(suite);
+  const std::vector<StreamKeys> keys = MakeKeys(opt.streams, 1);
+  std::vector<srtp_t> sessions(opt.streams, nullptr);
+  const uint32_t slot = Slot(opt.payload);
+  std::vector<uint8_t> buf(size_t{slot} * opt.streams);
+  std::vector<uint16_t> seq(opt.streams, 1);
+  const int len = static_cast<int>(12 + opt.payload);
+  double mpps = -1;
+  bool ok = true;
+  for (unsigned s = 0; s < opt.streams && ok; ++s) {
+    uint8_t key[46];
+    std::memcpy(key, keys[s].key, info.master_key_len);
+    std::memcpy(key + info.master_key_len, keys[s].salt, info.master_salt_len);
+    srtp_policy_t p;
+    std::memset(&p, 0, sizeof(p));
+    SetLibsrtpPolicy(suite, &p.rtp);
+    SetLibsrtpPolicy(suite, &p.rtcp);
+    p.ssrc.type = ssrc_any_outbound;
+    p.key = key;
+    p.window_size = 128;
+    ok = srtp_create(&sessions[s], &p) == srtp_err_status_ok;
+    // The first packet creates libsrtp2's stream for the SSRC (an allocation): untimed.
+    uint8_t* pkt = &buf[size_t{s} * slot];
+    WriteRtp(pkt, seq[s]++, 0x10000 + s, opt.payload);
+    int out = len;
+    ok = ok && srtp_protect(sessions[s], pkt, &out) == srtp_err_status_ok;
+  }
+  if (ok) {
+    SliceRates slices;
+    unsigned next = 0;
+    while (ok && slices.packets() < opt.max_packets && slices.seconds() < opt.seconds) {
+      const Clock::time_point t0 = Clock::now();
+      for (int i = 0; i < 1000; ++i) {  // a slice: 1000 packets, round robin over the streams
+        const unsigned s = next;
+        next = next + 1 == opt.streams ? 0 : next + 1;
+        uint8_t* pkt = &buf[size_t{s} * slot];
+        pkt[2] = static_cast<uint8_t>(seq[s] >> 8);
+        pkt[3] = static_cast<uint8_t>(seq[s]);
+        ++seq[s];
+        int out = len;
+        ok = ok && srtp_protect(sessions[s], pkt, &out) == srtp_err_status_ok;
+      }
+      slices.Add(1000, Clock::now() - t0);
+    }
+    if (ok) mpps = slices.MedianMpps();
+  }
+  for (srtp_t s : sessions) {
+    if (s != nullptr) srtp_dealloc(s);
+  }
+  return mpps;
+}
+
+double RawCryptodevMpps(SrtpSuite suite, const CryptoBenchOptions& opt) {
+  const dp::SrtpSuiteInfo& info = dp::GetSrtpSuiteInfo(suite);
+  const int dev_id = dp::srtp_internal::CryptodevId(info.aead);  // the device Karl uses
+  rte_mempool* op_pool = dp::srtp_internal::CryptoOpPool();
+  if (dev_id < 0 || op_pool == nullptr || opt.burst == 0) return -1;
+  const int qp_id = dp::srtp_internal::ReserveQueuePair(opt.worker_index);
+  if (qp_id < 0) return -1;
+  const uint8_t dev = static_cast<uint8_t>(dev_id);
+  const uint16_t qp = static_cast<uint16_t>(qp_id);
+  const uint64_t generation = dp::srtp_internal::CryptodevGeneration();
+  const uint16_t scratch = dp::srtp_internal::OpScratchOffset();
+  const uint16_t iv_offset = static_cast<uint16_t>(scratch + offsetof(dp::SrtpOpScratch, iv));
+  const std::vector<StreamKeys> keys = MakeKeys(opt.streams, 2);
+  uint8_t auth_key[20];
+  std::memset(auth_key, 0x3c, sizeof(auth_key));
+
+  // The same sessions the engine makes for a protect: one per stream.
+  std::vector<void*> sessions(opt.streams, nullptr);
+  bool ok = true;
+  for (unsigned s = 0; s < opt.streams && ok; ++s) {
+    rte_crypto_sym_xform cipher, auth, aead;
+    std::memset(&cipher, 0, sizeof(cipher));
+    std::memset(&auth, 0, sizeof(auth));
+    std::memset(&aead, 0, sizeof(aead));
+    if (info.aead) {
+      aead.type = RTE_CRYPTO_SYM_XFORM_AEAD;
+      aead.aead.op = RTE_CRYPTO_AEAD_OP_ENCRYPT;
+      aead.aead.algo = RTE_CRYPTO_AEAD_AES_GCM;
+      aead.aead.key.data = keys[s].key;
+      aead.aead.key.length = info.master_key_len;
+      aead.aead.iv.offset = iv_offset;
+      aead.aead.iv.length = 12;
+      aead.aead.digest_length = 16;
+      aead.aead.aad_length = 12;
+      sessions[s] = dp::srtp_internal::CreateCryptodevSession(&aead);
+    } else {
+      cipher.type = RTE_CRYPTO_SYM_XFORM_CIPHER;
+      cipher.cipher.op = RTE_CRYPTO_CIPHER_OP_ENCRYPT;
+      cipher.cipher.algo = RTE_CRYPTO_CIPHER_AES_CTR;
+      cipher.cipher.key.data = keys[s].key;
+      cipher.cipher.key.length = info.master_key_len;
+      cipher.cipher.iv.offset = iv_offset;
+      cipher.cipher.iv.length = 16;
+      auth.type = RTE_CRYPTO_SYM_XFORM_AUTH;
+      auth.auth.op = RTE_CRYPTO_AUTH_OP_GENERATE;
+      auth.auth.algo = RTE_CRYPTO_AUTH_SHA1_HMAC;
+      auth.auth.key.data = auth_key;
+      auth.auth.key.length = 20;
+      auth.auth.digest_length = 20;
+      cipher.next = &auth;
+      sessions[s] = dp::srtp_internal::CreateCryptodevSession(&cipher);
+    }
+    ok = sessions[s] != nullptr;
+  }
+  // Packets in shell mbufs (the buffer is the packet slot), as the engine reads them.
+  const uint32_t slot = Slot(opt.payload);
+  std::vector<uint8_t> buf(size_t{slot} * opt.streams);
+  std::unique_ptr<rte_mbuf[]> mbufs(new rte_mbuf[opt.streams]());
+  for (unsigned s = 0; s < opt.streams; ++s) {
+    uint8_t* pkt = &buf[size_t{s} * slot];
+    WriteRtp(pkt, 1, 0x20000 + s, opt.payload);
+    rte_mbuf* m = &mbufs[s];
+    rte_mbuf_refcnt_set(m, 1);
+    m->nb_segs = 1;
+    m->buf_addr = pkt;
+    m->buf_iova = reinterpret_cast<rte_iova_t>(pkt);
+    m->buf_len = static_cast<uint16_t>(slot);
+    m->data_len = static_cast<uint16_t>(slot);
+    m->pkt_len = slot;
+  }
+  std::vector<rte_crypto_op*> ops(opt.burst), done(opt.burst);
+  ok = ok && rte_crypto_op_bulk_alloc(op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, ops.data(),
+                                      opt.burst) == opt.burst;
+  const uint32_t n = 12 + opt.payload;
+  double mpps = -1;
+  if (ok) {
+    SliceRates slices;
+    unsigned next = 0;
+    while (ok && slices.packets() < opt.max_packets && slices.seconds() < opt.seconds) {
+      const Clock::time_point t0 = Clock::now();
+      for (int rep = 0; rep < 64 && ok; ++rep) {  // a slice: 64 bursts
+        for (uint16_t i = 0; i < opt.burst; ++i) {
+          const unsigned s = next;
+          next = next + 1 == opt.streams ? 0 : next + 1;
+          rte_crypto_op* op = ops[i];
+          rte_crypto_sym_op* sym = SymOp(op);
+          auto* sc = rte_crypto_op_ctod_offset(op, dp::SrtpOpScratch*, scratch);
+          op->status = RTE_CRYPTO_OP_STATUS_NOT_PROCESSED;
+          op->sess_type = RTE_CRYPTO_OP_WITH_SESSION;
+          sym->session = sessions[s];
+          sym->m_src = &mbufs[s];
+          sym->m_dst = nullptr;
+          std::memcpy(sc->iv, keys[s].salt, 14);  // an IV per packet, as SRTP has
+          sc->iv[14] = sc->iv[15] = 0;
+          if (info.aead) {
+            std::memcpy(sc->aad, mbufs[s].buf_addr, 12);
+            sym->aead.data.offset = 12;
+            sym->aead.data.length = opt.payload;
+            sym->aead.digest.data = static_cast<uint8_t*>(mbufs[s].buf_addr) + n;
+            sym->aead.digest.phys_addr = mbufs[s].buf_iova + n;
+            sym->aead.aad.data = sc->aad;
+            sym->aead.aad.phys_addr =
+                rte_crypto_op_ctophys_offset(op, scratch + offsetof(dp::SrtpOpScratch, aad));
+          } else {
+            sym->cipher.data.offset = 12;
+            sym->cipher.data.length = opt.payload;
+            sym->auth.data.offset = 0;
+            sym->auth.data.length = n + 4;  // header, payload, ROC
+            sym->auth.digest.data = sc->mac;
+            sym->auth.digest.phys_addr =
+                rte_crypto_op_ctophys_offset(op, scratch + offsetof(dp::SrtpOpScratch, mac));
+          }
+        }
+        uint16_t enq = 0, deq = 0;
+        while (deq < opt.burst) {
+          if (enq < opt.burst) {
+            enq = static_cast<uint16_t>(
+                enq + rte_cryptodev_enqueue_burst(dev, qp, ops.data() + enq,
+                                                  static_cast<uint16_t>(opt.burst - enq)));
+          }
+          deq = static_cast<uint16_t>(
+              deq + rte_cryptodev_dequeue_burst(dev, qp, done.data(),
+                                                static_cast<uint16_t>(opt.burst - deq)));
+        }
+        for (rte_crypto_op* op : ops) ok = ok && op->status == RTE_CRYPTO_OP_STATUS_SUCCESS;
+      }
+      slices.Add(64u * opt.burst, Clock::now() - t0);
+    }
+    if (ok) mpps = slices.MedianMpps();
+    rte_mempool_put_bulk(op_pool, reinterpret_cast<void**>(ops.data()), opt.burst);
+  }
+  for (void* s : sessions) dp::srtp_internal::FreeCryptodevSession(s, info.aead, generation);
+  dp::srtp_internal::ReleaseQueuePair(qp_id);
+  return mpps;
+}
+
+double EngineMpps(SrtpEngineKind kind, SrtpSuite suite, dp::SrtpOp op,
+                  const CryptoBenchOptions& opt) {
+  if (op == SrtpOp::kProtect) return EngineMpps(kind, suite, EngineWork::kProtect, opt);
+  if (op == SrtpOp::kUnprotect) return EngineMpps(kind, suite, EngineWork::kUnprotect, opt);
+  return -1;  // SRTCP is not measured
+}
+
+double EngineMpps(SrtpEngineKind kind, SrtpSuite suite, EngineWork work,
+                  const CryptoBenchOptions& opt) {
+  if (opt.burst == 0 || opt.streams == 0) return -1;
+  std::unique_ptr<dp::SrtpEngine> engine = dp::CreateSrtpEngine(kind, opt.worker_index);
+  if (engine == nullptr) return -1;
+  // Packets for unprotect are made by senders with the same keys: on this engine when it
+  // is ipsec_mb (fast), else in software.
+  const SrtpEngineKind gen_kind =
+      kind == SrtpEngineKind::kIpsecMb ? SrtpEngineKind::kIpsecMb : SrtpEngineKind::kOpenssl;
+  dp::SoftwareSrtpEngine software;
+  dp::SrtpEngine& generator =
+      gen_kind == SrtpEngineKind::kIpsecMb ? *engine : static_cast<dp::SrtpEngine&>(software);
+  const bool protect_only = work == EngineWork::kProtect;
+  const std::vector<StreamKeys> in_keys = MakeKeys(opt.streams, 3);
+  const std::vector<StreamKeys> out_keys = MakeKeys(opt.streams, 4);
+  std::vector<std::unique_ptr<SrtpContext>> senders, ingress, egress;
+  for (unsigned s = 0; s < opt.streams; ++s) {
+    if (protect_only || work == EngineWork::kRekey) {
+      egress.push_back(MakeContext(kind, suite, out_keys[s], dp::SrtpDirection::kProtect));
+      if (egress.back() == nullptr) return -1;
+    }
+    if (!protect_only) {
+      ingress.push_back(MakeContext(kind, suite, in_keys[s], dp::SrtpDirection::kUnprotect));
+      senders.push_back(MakeContext(gen_kind, suite, in_keys[s], dp::SrtpDirection::kProtect));
+      if (ingress.back() == nullptr || senders.back() == nullptr) return -1;
+    }
+  }
+  // A segment (one timed slice): `rounds` packets per stream, stream-major inside a round,
+  // so a burst holds `burst` different streams. With many streams one round (one packet
+  // buffer per stream, as the raw figure has); with few, enough rounds for 4096 packets.
+  // For unprotect and re-key the senders make a segment's packets just before it.
+  const unsigned rounds = (4096 + opt.streams - 1) / opt.streams;
+  const size_t seg = size_t{rounds} * opt.streams;
+  const uint32_t slot = Slot(opt.payload);
+  const uint32_t n = 12 + opt.payload;
+  std::vector<uint8_t> buf(seg * slot);
+  std::vector<SrtpJob> first(seg), second(protect_only ? 0 : seg);
+  std::vector<uint16_t> seq(opt.streams, 1);
+  auto run_all = [&](dp::SrtpEngine& e, std::vector<SrtpJob>& jobs) {
+    for (size_t i = 0; i < jobs.size(); i += opt.burst) {
+      e.Run(jobs.data() + i, static_cast<uint16_t>(std::min<size_t>(opt.burst, jobs.size() - i)));
+    }
+  };
+  SliceRates slices;
+  bool ok = true;
+  while (ok && slices.packets() < opt.max_packets && slices.seconds() < opt.seconds) {
+    // Untimed: fresh packets (and for unprotect, protected by the senders).
+    for (size_t j = 0; j < seg; ++j) {
+      const unsigned s = static_cast<unsigned>(j % opt.streams);
+      uint8_t* pkt = &buf[j * slot];
+      WriteRtp(pkt, seq[s]++, 0x30000 + s, opt.payload);
+      SrtpJob& job = first[j];
+      job = SrtpJob{};
+      job.pkt = pkt;
+      job.len = n;
+      job.capacity = slot;
+      job.ctx = protect_only ? egress[s].get() : senders[s].get();
+    }
+    if (!protect_only) {
+      run_all(generator, first);
+      for (size_t j = 0; j < seg; ++j) {
+        const unsigned s = static_cast<unsigned>(j % opt.streams);
+        ok = ok && first[j].status == SrtpStatus::kOk;
+        first[j].ctx = ingress[s].get();
+        first[j].op = SrtpOp::kUnprotect;
+        if (work == EngineWork::kRekey) {
+          second[j] = SrtpJob{};
+          second[j].ctx = egress[s].get();
+          second[j].pkt = first[j].pkt;
+          second[j].len = n;  // what the unprotect will leave
+          second[j].capacity = slot;
+        }
+      }
+    }
+    const Clock::time_point t0 = Clock::now();
+    if (work == EngineWork::kRekey) {
+      for (size_t i = 0; i < seg; i += opt.burst) {
+        const uint16_t b = static_cast<uint16_t>(std::min<size_t>(opt.burst, seg - i));
+        engine->Run(first.data() + i, b);
+        engine->Run(second.data() + i, b);
+      }
+    } else {
+      run_all(*engine, first);
+    }
+    slices.Add(seg, Clock::now() - t0);  // a slice: one segment
+    for (size_t j = 0; j < seg; ++j) {
+      ok = ok && first[j].status == SrtpStatus::kOk &&
+           (work != EngineWork::kRekey || second[j].status == SrtpStatus::kOk);
+    }
+  }
+  if (!ok) return -1;
+  return slices.MedianMpps();
+}
+
+}  // namespace karl::bench

@@ -1,0 +1,52 @@
+// SRTP crypto figures for the benchmarks: Karl's engines beside the references they are
+// judged against, measured in the same process on the same core.
+//
+// Every figure is millions of packets per second over about `seconds` of timed work (and
+// at most `max_packets`), 172-octet RTP packets (12-octet header + 160 payload) spread
+// round robin over `streams` streams that each have their own keys. Set-up (contexts,
+// sessions, packet generation) is outside the timed part.
+//
+// Thread: the calling thread does the work (pin it; EAL main lcore). The ipsec_mb figures
+// need rte_eal_init and InitSrtpCrypto(kIpsecMb, n) with n > worker_index; they take that
+// worker's queue pair for the duration. A figure that cannot be measured is negative.
+#pragma once
+
+#include <cstdint>
+
+#include "dataplane/srtp.h"
+#include "dataplane/srtp_engine.h"
+
+namespace karl::bench {
+
+struct CryptoBenchOptions {
+  unsigned streams = 10000;
+  double seconds = 1.0;
+  uint64_t max_packets = 50'000'000;
+  uint16_t burst = 32;
+  uint32_t payload = 160;
+  unsigned worker_index = 0;  // whose ipsec_mb queue pair the figure uses
+};
+
+// libsrtp2's srtp_protect, one srtp_t per stream, round robin: the reference a C media
+// relay would use.
+double LibsrtpProtectMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {});
+
+// The ipsec_mb device alone on the same work as one SRTP protect (AES-CTR over the payload
+// chained with HMAC-SHA1 over header + payload + 4, or AES-GCM with a 12-octet AAD), one
+// session per stream, bursts of `burst` ops, no SRTP framing: the limit for the engine.
+double RawCryptodevMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {});
+
+// What the engine's work is: protect, unprotect (of packets protected beforehand), or
+// re-key (unprotect with the stream's ingress context, then protect with its egress one:
+// two Run calls per burst, one packet counted).
+enum class EngineWork : uint8_t { kProtect, kUnprotect, kRekey };
+
+// Karl's engine of `kind`: Run() over bursts of `burst` jobs across `streams` contexts.
+double EngineMpps(dp::SrtpEngineKind kind, dp::SrtpSuite suite, EngineWork work,
+                  const CryptoBenchOptions& opt = {});
+
+// The same with an SrtpOp: kProtect / kUnprotect (RTP only).
+double EngineMpps(dp::SrtpEngineKind kind, dp::SrtpSuite suite, dp::SrtpOp op,
+                  const CryptoBenchOptions& opt = {});
+
+}  // namespace karl::bench
