@@ -23,6 +23,8 @@
 #include <tuple>
 #include <vector>
 
+#include "tests/common/libsrtp_oracle.h"
+
 // Heap allocations per packet: every malloc of the process (OpenSSL, NSS under libsrtp2,
 // DPDK, Karl, operator new). Under ASan through its allocator hook; otherwise libc's
 // allocator is interposed.
@@ -137,90 +139,7 @@ constexpr SrtpSuite kAllSuites[] = {
 constexpr SrtpEngineKind kAllEngines[] = {SrtpEngineKind::kIpsecMb, SrtpEngineKind::kOpenssl,
                                           SrtpEngineKind::kLibsrtp};
 
-// libsrtp2 as the oracle: ssrc_any_* templates, one stream per SSRC on first use.
-class LibSrtp {
- public:
-  LibSrtp(SrtpSuite suite, const Bytes& key_salt, bool outbound, const Bytes& mki = {},
-          bool rtcp_auth_only = false)
-      : key_(key_salt), mki_(mki) {
-    srtp_policy_t p;
-    std::memset(&p, 0, sizeof(p));
-    switch (suite) {
-      case SrtpSuite::kAesCm128HmacSha1_80:
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtp);
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtcp);
-        break;
-      case SrtpSuite::kAesCm128HmacSha1_32:
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(&p.rtp);
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&p.rtcp);
-        break;
-      case SrtpSuite::kAes256CmHmacSha1_80:
-        srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(&p.rtp);
-        srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(&p.rtcp);
-        break;
-      case SrtpSuite::kAes256CmHmacSha1_32:
-        srtp_crypto_policy_set_aes_cm_256_hmac_sha1_32(&p.rtp);
-        srtp_crypto_policy_set_aes_cm_256_hmac_sha1_80(&p.rtcp);
-        break;
-      case SrtpSuite::kAeadAes128Gcm:
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&p.rtp);
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&p.rtcp);
-        break;
-      case SrtpSuite::kAeadAes256Gcm:
-        srtp_crypto_policy_set_aes_gcm_256_16_auth(&p.rtp);
-        srtp_crypto_policy_set_aes_gcm_256_16_auth(&p.rtcp);
-        break;
-    }
-    if (rtcp_auth_only) p.rtcp.sec_serv = sec_serv_auth;  // SRTCP with E = 0
-    p.ssrc.type = outbound ? ssrc_any_outbound : ssrc_any_inbound;
-    if (mki_.empty()) {
-      p.key = key_.data();
-    } else {
-      master_.key = key_.data();
-      master_.mki_id = mki_.data();
-      master_.mki_size = static_cast<unsigned>(mki_.size());
-      masters_[0] = &master_;
-      p.keys = masters_;
-      p.num_master_keys = 1;
-    }
-    p.window_size = 128;
-    status_ = srtp_create(&session_, &p);
-  }
-  ~LibSrtp() {
-    if (session_ != nullptr) srtp_dealloc(session_);
-  }
-  LibSrtp(const LibSrtp&) = delete;
-  LibSrtp& operator=(const LibSrtp&) = delete;
-  srtp_err_status_t status() const { return status_; }
-
-  srtp_err_status_t Protect(Bytes* pkt, bool rtcp = false) {
-    int len = static_cast<int>(pkt->size());
-    pkt->resize(pkt->size() + SRTP_MAX_TRAILER_LEN + 4);
-    const unsigned use_mki = mki_.empty() ? 0 : 1;
-    const srtp_err_status_t st =
-        rtcp ? srtp_protect_rtcp_mki(session_, pkt->data(), &len, use_mki, 0)
-             : srtp_protect_mki(session_, pkt->data(), &len, use_mki, 0);
-    pkt->resize(static_cast<size_t>(len));
-    return st;
-  }
-  srtp_err_status_t Unprotect(Bytes* pkt, bool rtcp = false) {
-    int len = static_cast<int>(pkt->size());
-    const unsigned use_mki = mki_.empty() ? 0 : 1;
-    const srtp_err_status_t st = rtcp
-                                     ? srtp_unprotect_rtcp_mki(session_, pkt->data(), &len, use_mki)
-                                     : srtp_unprotect_mki(session_, pkt->data(), &len, use_mki);
-    if (st == srtp_err_status_ok) pkt->resize(static_cast<size_t>(len));
-    return st;
-  }
-
- private:
-  Bytes key_;
-  Bytes mki_;
-  srtp_master_key_t master_{};
-  srtp_master_key_t* masters_[1] = {};
-  srtp_t session_ = nullptr;
-  srtp_err_status_t status_ = srtp_err_status_fail;
-};
+using test::LibSrtp;  // libsrtp2 as the oracle (tests/common/libsrtp_oracle.h)
 
 struct Keys {
   Bytes key;

@@ -3,8 +3,10 @@
 //
 // Every figure is millions of packets per second over about `seconds` of timed work (and
 // at most `max_packets`), 172-octet RTP packets (12-octet header + 160 payload) spread
-// round robin over `streams` streams that each have their own keys. Set-up (contexts,
-// sessions, packet generation) is outside the timed part.
+// round robin over `streams` streams that each have their own keys: the median of the
+// rates of its slices of a few milliseconds, so that a neighbour's burst of activity on a
+// shared machine does not move it. Set-up (contexts, sessions, packet generation) is
+// outside the timed part.
 //
 // Thread: the calling thread does the work (pin it; EAL main lcore). The ipsec_mb figures
 // need rte_eal_init and InitSrtpCrypto(kIpsecMb, n) with n > worker_index; they take that

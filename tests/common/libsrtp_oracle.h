@@ -66,6 +66,8 @@ class LibSrtp {
   ~LibSrtp() {
     if (session_ != nullptr) srtp_dealloc(session_);
   }
+  LibSrtp(const LibSrtp&) = delete;
+  LibSrtp& operator=(const LibSrtp&) = delete;
   srtp_err_status_t status() const { return status_; }
 
   srtp_err_status_t Protect(std::vector<uint8_t>* pkt, bool rtcp = false) {
