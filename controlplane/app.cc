@@ -21,6 +21,8 @@
 #include "controlplane/config.h"
 #include "controlplane/control_queue.h"
 #include "controlplane/logging.h"
+#include "controlplane/ng_commands.h"
+#include "controlplane/ng_server.h"
 #include "controlplane/ops_server.h"
 #include "controlplane/rest_api.h"
 #include "controlplane/session_manager.h"
@@ -181,12 +183,24 @@ class Karl {
     sessions_ = std::make_unique<SessionManager>(config_, &dataplane_);
     session_service_ = std::make_unique<SessionServiceQueue>(sessions_.get(), &queue_);
     ops_ = std::make_unique<OpsServer>([this] { return Snapshot(); });
+    // ng runs on this (the control-plane) thread: no queue hop per request (D19).
+    direct_sessions_ = std::make_unique<SessionServiceDirect>(sessions_.get());
+    ng_commands_ = std::make_unique<NgCommands>(config_, direct_sessions_.get(),
+                                                [this] { return NgTotalsNow(); });
+    ng_ = std::make_unique<NgServer>([this](const BencodeValue& request, const NgRequestContext&) {
+      return ng_commands_->Handle(request);
+    });
+    if (absl::Status st = ng_->Start(config_.ng); !st.ok()) return st;
+    ops_->AddCollectable(ng_->metrics());
     if (absl::Status st = ops_->Start(config_.ops.listen, config_.ops.port); !st.ok()) return st;
     rest_ = std::make_unique<RestApi>(session_service_.get(), config_.api);
     if (absl::Status st = rest_->Start(); !st.ok()) return st;
     if (absl::Status st = dataplane_.Start(); !st.ok()) return st;
     RefreshPorts();
     started_at_ = std::chrono::steady_clock::now();
+    if (config_.ng.enabled) {
+      spdlog::info("ng protocol on udp {}:{}", config_.ng.listen.address.ToString(), ng_->port());
+    }
     spdlog::info(
         "karl-dp {} running: {} worker(s), {} port(s); ops HTTP on http://{}:{} "
         "(/health /ready /status /metrics)",
@@ -225,7 +239,9 @@ class Karl {
             "SIGHUP received: live configuration reload is not implemented yet; "
             "restart karl-dp to apply a changed configuration");
       }
-      if (handled == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      handled += static_cast<unsigned>(ng_->Poll(std::chrono::microseconds(0)));
+      // Idle: wait in poll(2) on the ng socket, so an ng request is served at once.
+      if (handled == 0) ng_->Poll(std::chrono::microseconds(200));
     }
     spdlog::info("signal received: shutting down");
   }
@@ -235,6 +251,22 @@ class Karl {
     if (rest_) rest_->Stop();
     if (ops_) ops_->Stop();
     dataplane_.Close();
+  }
+
+  // Totals for the ng `statistics` command. Control-plane thread.
+  NgTotals NgTotalsNow() const {
+    const StatusSnapshot s = Snapshot();
+    NgTotals t;
+    t.uptime_s = s.uptime_s;
+    t.sessions_active = sessions_->active_sessions();
+    t.sessions_created = sessions_->sessions_created();
+    t.sessions_timed_out = sessions_->sessions_ended_timeout();
+    for (const WorkerStatus& w : s.workers) {
+      t.relayed_packets += w.tx_packets;
+      t.relayed_bytes += w.tx_bytes;
+      for (uint64_t d : w.drops) t.relay_errors += d;
+    }
+    return t;
   }
 
   StatusSnapshot Snapshot() const {
@@ -338,6 +370,9 @@ class Karl {
   std::unique_ptr<SessionServiceQueue> session_service_;
   std::unique_ptr<OpsServer> ops_;
   std::unique_ptr<RestApi> rest_;
+  std::unique_ptr<SessionServiceDirect> direct_sessions_;
+  std::unique_ptr<NgCommands> ng_commands_;
+  std::unique_ptr<NgServer> ng_;
   // Published by the control thread each loop for the HTTP threads.
   std::atomic<uint64_t> sessions_active_{0};
   std::atomic<uint64_t> sessions_created_{0};

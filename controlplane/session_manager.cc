@@ -439,6 +439,22 @@ absl::StatusOr<SessionInfo> SessionManager::Update(const std::string& id, const 
     if (lu.strict_source) l.spec.strict_source = *lu.strict_source;
     if (lu.asymmetric) l.spec.asymmetric = *lu.asymmetric;
     if (lu.dscp) l.spec.dscp = *lu.dscp;
+    if (lu.rtcp_mux && *lu.rtcp_mux != l.spec.rtcp_mux) {
+      const uint16_t second = static_cast<uint16_t>(l.rtp_port + 1);
+      if (*lu.rtcp_mux) {
+        dp_->RemoveFlow(KeyFor(l.local, second));  // RTCP now demuxed from the RTP port
+      } else if (absl::Status st = dp_->AddFlow(KeyFor(l.local, second), l.rtcp_stream); !st.ok()) {
+        return st;
+      }
+      l.spec.rtcp_mux = *lu.rtcp_mux;
+      l.rtcp_port = l.spec.rtcp_mux ? l.rtp_port : second;
+      if (l.peer && !lu.peer && !lu.peer_rtcp_port) {
+        l.peer_rtcp_port =
+            l.spec.rtcp_mux
+                ? l.peer->port
+                : l.spec.peer_rtcp_port.value_or(static_cast<uint16_t>(l.peer->port + 1));
+      }
+    }
     if (srtp[i]) {
       // Old contexts stay alive until the configs that point at them are freed.
       l.spec.srtp = std::move(srtp[i]->spec);

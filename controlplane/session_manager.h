@@ -153,4 +153,30 @@ class SessionServiceQueue : public SessionService {
   ControlQueue* queue_;
 };
 
+// SessionService for code that already runs on the control-plane thread (the ng
+// commands): calls the manager directly, no queue hop.
+class SessionServiceDirect : public SessionService {
+ public:
+  explicit SessionServiceDirect(SessionManager* manager) : manager_(manager) {}
+  absl::StatusOr<SessionInfo> CreateSession(const SessionSpec& spec) override {
+    return manager_->Create(spec);
+  }
+  absl::StatusOr<SessionInfo> GetSession(const std::string& id) override {
+    return manager_->Get(id);
+  }
+  absl::StatusOr<SessionPage> ListSessions(const SessionFilter& filter) override {
+    return manager_->List(filter);
+  }
+  absl::StatusOr<SessionInfo> UpdateSession(const std::string& id,
+                                            const SessionUpdate& update) override {
+    return manager_->Update(id, update);
+  }
+  absl::StatusOr<SessionInfo> DeleteSession(const std::string& id) override {
+    return manager_->Delete(id);
+  }
+
+ private:
+  SessionManager* manager_;
+};
+
 }  // namespace karl

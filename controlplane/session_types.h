@@ -68,6 +68,9 @@ struct LegUpdate {
   std::optional<bool> strict_source;
   std::optional<bool> asymmetric;
   std::optional<uint8_t> dscp;
+  // RTP and RTCP on one local port (RFC 5761) or on two; the local ports stay the same
+  // (the pair is always reserved), only whether RTCP is also taken on RTP+1 changes.
+  std::optional<bool> rtcp_mux;
   // Re-keying: replaces the leg's SRTP (an empty SrtpSpec = plain both ways). A
   // direction whose suite and key stay the same keeps its state (ROC, replay window).
   std::optional<SrtpSpec> srtp;

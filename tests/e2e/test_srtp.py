@@ -69,7 +69,7 @@ class SrtpTopology(unittest.TestCase):
             if not os.access(SRTP_PEER, os.X_OK):
                 raise RuntimeError("%s is not built" % SRTP_PEER)
             cls.api_port = free_tcp_port()
-            config = CONFIG % cls.api_port
+            config = cls.make_config(CONFIG % cls.api_port)
             if cls.ENGINE:
                 config += "srtp:\n  engine: %s\n" % cls.ENGINE
             cls.karl = KarlProcess(config, "kt0" + tag, free_tcp_port(),
@@ -107,6 +107,11 @@ class SrtpTopology(unittest.TestCase):
     def tearDownClass(cls):
         for thing in reversed(cls.made):
             thing.close()
+
+    @classmethod
+    def make_config(cls, text):
+        """Subclasses adjust Karl's config (e.g. turn ng on)."""
+        return text
 
     @classmethod
     def warm_up(cls, a_addr, b_addr, port):
