@@ -15,6 +15,10 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   # test peers and tools (rtpengine: the independent SRTP endpoint of the e2e tests)
   iproute2 iputils-ping curl procps clang-format rtpengine-daemon
+  # SIP end to end (tests/e2e/test_kamailio.py): Kamailio (its rtpengine module ships
+  # in the kamailio package), SIPp, tcpdump for the captures, python3-cryptography for
+  # the SRTP the test makes and checks
+  kamailio sip-tester tcpdump python3-cryptography
 )
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -27,8 +31,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -q
-  # Packages that ship a daemon (rtpengine-daemon) must not start it: the tests run
-  # their own rtpengine in a namespace. A policy-rc.d that says 101 ("action not
+  # Packages that ship a daemon (rtpengine-daemon, kamailio) must not start it: the
+  # tests run their own in namespaces. A policy-rc.d that says 101 ("action not
   # allowed") is how Debian's maintainer scripts are told so; put one in place only
   # for the install, unless the machine already has one.
   policy=/usr/sbin/policy-rc.d
@@ -54,6 +58,17 @@ elif [ -x /etc/init.d/rtpengine-daemon ]; then
     $SUDO /etc/init.d/rtpengine-daemon stop >/dev/null 2>&1 || true
   fi
   $SUDO update-rc.d rtpengine-daemon disable >/dev/null 2>&1 || true
+fi
+
+# Likewise the system Kamailio service (its own pidfile, /run/kamailio/kamailio.pid;
+# the tests' Kamailio keeps its pid file in a temp dir).
+if [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now kamailio.service >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/kamailio ]; then
+  if [ -f /run/kamailio/kamailio.pid ]; then
+    $SUDO /etc/init.d/kamailio stop >/dev/null 2>&1 || true
+  fi
+  $SUDO update-rc.d kamailio disable >/dev/null 2>&1 || true
 fi
 
 BUILD_DIR=${KARL_BUILD_DIR:-build}

@@ -5,20 +5,25 @@ Network rule: traffic only goes to loopback or to hosts in namespaces made here,
 addressed from 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32. Everything made
 is removed again; only processes started here are killed, by PID.
 """
+import base64
 import hashlib
+import hmac
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 
-from ng_client import NgClient, NgError
+from ng_client import BencodeError, NgClient, NgError, bdecode, netns_socket
 
 BUILD_DIR = os.environ.get("KARL_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 KARL_DP = os.path.join(BUILD_DIR, "controlplane", "karl-dp")
@@ -404,3 +409,508 @@ def wait_ipv6_ready(ns, timeout=10):
         time.sleep(0.1)
     raise RuntimeError("IPv6 addresses in %s still tentative after %ds:\n%s" %
                        (ns.name, timeout, ns.run("ip", "-6", "addr").stdout))
+
+
+# ---------------------------------------------------------------- SIP: Kamailio, SIPp, captures
+
+KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
+SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+TCPDUMP = shutil.which("tcpdump") or "/usr/bin/tcpdump"
+
+
+class Veth:
+    """One more veth pair for a Netns (Netns makes the first one): the namespace end
+    gets `addresses` and comes up; the root end (veth_root) is up, ready for bridging."""
+
+    def __init__(self, ns, veth_root, veth_ns, addresses):
+        self.veth_root, self.veth_ns = veth_root, veth_ns
+        sh("ip", "link", "add", veth_root, "type", "veth", "peer", "name", veth_ns)
+        sh("ip", "link", "set", veth_ns, "netns", ns.name)
+        for a in addresses:
+            ns.run("ip", "addr", "add", a, "dev", veth_ns)
+        ns.run("ip", "link", "set", veth_ns, "up")
+        sh("ip", "link", "set", veth_root, "up")
+
+    def close(self):
+        sh("ip", "link", "del", self.veth_root, check=False)
+
+
+class Rtp:
+    """RTP packets (RFC 3550 §5.1): build and parse fixed headers (no CSRC, no extension
+    when built; both skipped when parsed)."""
+
+    @staticmethod
+    def build(seq, ts, ssrc, payload, pt=0, marker=False):
+        return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF,
+                           ts & 0xFFFFFFFF, ssrc) + payload
+
+    @staticmethod
+    def header_len(packet):
+        """Fixed header + CSRCs + header extension; raises ValueError on a non-RTP."""
+        if len(packet) < 12 or packet[0] >> 6 != 2:
+            raise ValueError("not RTP: %r" % packet[:12])
+        n = 12 + 4 * (packet[0] & 0x0F)
+        if packet[0] & 0x10:
+            if len(packet) < n + 4:
+                raise ValueError("truncated RTP header extension")
+            n += 4 + 4 * struct.unpack("!H", packet[n + 2:n + 4])[0]
+        if n > len(packet):
+            raise ValueError("RTP header longer than the packet")
+        return n
+
+    @staticmethod
+    def parse(packet):
+        """-> {"pt", "marker", "seq", "ts", "ssrc", "payload"}"""
+        n = Rtp.header_len(packet)
+        _, b1, seq, ts, ssrc = struct.unpack("!BBHII", packet[:12])
+        return {"pt": b1 & 0x7F, "marker": bool(b1 & 0x80), "seq": seq, "ts": ts,
+                "ssrc": ssrc, "payload": packet[n:]}
+
+
+class Pcap:
+    """Classic pcap files (the libpcap format SIPp's play_pcap_audio reads and tcpdump -w
+    writes): write IPv4/UDP datagrams over Ethernet; read UDP datagrams back."""
+
+    LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2 = 1, 113, 276
+
+    @staticmethod
+    def _ipv4_checksum(header):
+        s = sum(struct.unpack("!10H", header))
+        s = (s >> 16) + (s & 0xFFFF)
+        s += s >> 16
+        return ~s & 0xFFFF
+
+    @staticmethod
+    def write(path, datagrams):
+        """datagrams: [(time_s, src_addr, src_port, dst_addr, dst_port, payload)], IPv4.
+        UDP checksums are left 0 (SIPp recomputes them for the ports it sends from)."""
+        with open(path, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535,
+                                Pcap.LINKTYPE_ETHERNET))
+            for ident, (t, src, sport, dst, dport, payload) in enumerate(datagrams):
+                udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+                ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64,
+                                 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+                ip = ip[:10] + struct.pack("!H", Pcap._ipv4_checksum(ip)) + ip[12:]
+                frame = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + \
+                    b"\x08\x00" + ip + udp
+                sec = int(t)
+                f.write(struct.pack("<IIII", sec, int(round((t - sec) * 1e6)), len(frame),
+                                    len(frame)))
+                f.write(frame)
+
+    @staticmethod
+    def read_udp(path):
+        """UDP datagrams of a pcap file, in order: [{"t", "src", "sport", "dst", "dport",
+        "payload"}] (IPv4, reassembled from fragments, and IPv6 without extension
+        headers; Ethernet, Linux cooked v1/v2 link types). Other protocols are skipped."""
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) < 24:
+            return []  # the capture stopped before writing its header
+        magic = data[:4]
+        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+            endian = "<"
+        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+            endian = ">"
+        else:
+            raise ValueError("%s is not a classic pcap file" % path)
+        nanos = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+        linktype = struct.unpack(endian + "I", data[20:24])[0] & 0x0FFFFFFF
+        out, off = [], 24
+        fragments = {}  # (src, dst, id) -> {offset: bytes}; RFC 791 §3.2 reassembly
+        while off + 16 <= len(data):
+            sec, frac, incl, _ = struct.unpack(endian + "IIII", data[off:off + 16])
+            frame = data[off + 16:off + 16 + incl]
+            off += 16 + incl
+            if linktype == Pcap.LINKTYPE_ETHERNET:
+                ethertype, l3 = struct.unpack("!H", frame[12:14])[0], 14
+                if ethertype == 0x8100:  # one VLAN tag
+                    ethertype, l3 = struct.unpack("!H", frame[16:18])[0], 18
+            elif linktype == Pcap.LINKTYPE_LINUX_SLL:
+                ethertype, l3 = struct.unpack("!H", frame[14:16])[0], 16
+            elif linktype == Pcap.LINKTYPE_LINUX_SLL2:
+                ethertype, l3 = struct.unpack("!H", frame[0:2])[0], 20
+            else:
+                raise ValueError("%s: link type %d not supported" % (path, linktype))
+            ip = frame[l3:]
+            if ethertype == 0x0800 and len(ip) >= 20 and ip[9] == 17:
+                ihl = 4 * (ip[0] & 0x0F)
+                total = struct.unpack("!H", ip[2:4])[0]
+                src, dst = socket.inet_ntop(socket.AF_INET, ip[12:16]), \
+                    socket.inet_ntop(socket.AF_INET, ip[16:20])
+                udp = ip[ihl:total]
+                frag = struct.unpack("!H", ip[6:8])[0]
+                if frag & 0x3FFF:  # a fragment: more follow (MF) or not the first
+                    key = (src, dst, ip[4:6])
+                    parts = fragments.setdefault(key, {})
+                    parts[8 * (frag & 0x1FFF)] = udp
+                    if not frag & 0x2000:
+                        parts["end"] = 8 * (frag & 0x1FFF) + len(udp)
+                    whole, at = b"", 0
+                    while at in parts:
+                        whole += parts[at]
+                        at += len(parts[at])
+                    if parts.get("end") != at:
+                        continue  # not all there yet
+                    del fragments[key]
+                    udp = whole
+            elif ethertype == 0x86DD and len(ip) >= 40 and ip[6] == 17:
+                src, dst = socket.inet_ntop(socket.AF_INET6, ip[8:24]), \
+                    socket.inet_ntop(socket.AF_INET6, ip[24:40])
+                udp = ip[40:40 + struct.unpack("!H", ip[4:6])[0]]
+            else:
+                continue
+            if len(udp) < 8:
+                continue
+            sport, dport, ulen = struct.unpack("!HHH", udp[:6])
+            out.append({"t": sec + frac / (1e9 if nanos else 1e6), "src": src, "sport": sport,
+                        "dst": dst, "dport": dport, "payload": udp[8:ulen]})
+        return out
+
+
+class Tcpdump:
+    """tcpdump capturing `iface` in namespace `ns` (None: this process' namespace) to a
+    pcap file, started and stopped (SIGINT, by PID) by the test. stop() returns the
+    UDP datagrams captured (Pcap.read_udp)."""
+
+    def __init__(self, ns, iface, path, bpf="udp", timeout=10):
+        self.path = path
+        # -Z root: Debian's tcpdump would otherwise drop to user tcpdump before writing.
+        cmd = [TCPDUMP, "-i", iface, "-n", "-s", "0", "-U", "-Z", "root", "-w", path, bpf]
+        if ns is not None:
+            cmd = ["ip", "netns", "exec", netns_of(ns), *cmd]
+        self.log_path = path + ".log"
+        self.log = open(self.log_path, "w")
+        # ip netns exec execs in place: this PID is tcpdump's own.
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.time() + timeout
+        while "listening on" not in self.output():
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError("tcpdump on %s did not start: %s" % (iface, self.output()))
+            time.sleep(0.05)
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.log.closed:
+            self.log.close()
+        return Pcap.read_udp(self.path) if os.path.exists(self.path) else []
+
+    close = stop
+
+
+class NgRelay:
+    """Relays ng datagrams unchanged between a UDP socket at `listen` (host, port) in
+    namespace `listen_ns` and a media proxy's ng socket at `target`, in namespace
+    `target_ns` (None: this process' namespace), and records each request and reply.
+    It lets a Kamailio in its own namespace reach an ng socket on another namespace's
+    loopback, and shows exactly what Kamailio's rtpengine module sent."""
+
+    def __init__(self, listen_ns, listen, target, target_ns=None):
+        self.down = netns_socket(netns_of(listen_ns), socket.AF_INET, socket.SOCK_DGRAM)
+        self.down.bind(listen)
+        self.up = netns_socket(netns_of(target_ns), socket.AF_INET, socket.SOCK_DGRAM) \
+            if target_ns is not None else socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.up.connect(target)
+        self.lock = threading.Lock()
+        self.records = []  # {"t", "kind": "request"|"reply", "cookie", "raw", "message"}
+        self._clients = {}  # cookie -> address the request came from
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _record(self, kind, data):
+        cookie, _, body = data.partition(b" ")
+        try:
+            message = bdecode(body)
+        except (BencodeError, RecursionError):
+            message = None
+        with self.lock:
+            self.records.append({"t": time.time(), "kind": kind, "cookie": cookie.decode(
+                errors="replace"), "raw": data, "message": message})
+        return cookie
+
+    def _run(self):
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.down, self.up], [], [], 0.1)
+            for s in ready:
+                try:
+                    data, addr = s.recvfrom(65535)
+                    if s is self.down:
+                        self._clients[self._record("request", data)] = addr
+                        self.up.send(data)
+                    else:
+                        client = self._clients.get(self._record("reply", data))
+                        if client is not None:
+                            self.down.sendto(data, client)
+                except OSError:
+                    pass  # e.g. ECONNREFUSED from an ICMP error: the client retries
+
+    def requests(self, command=None, call_id=None):
+        """Decoded requests, one per cookie (Kamailio resends a cookie on timeout),
+        optionally only those of a command / call-id."""
+        seen, out = set(), []
+        with self.lock:
+            for r in self.records:
+                m = r["message"]
+                if r["kind"] != "request" or r["cookie"] in seen or not isinstance(m, dict):
+                    continue
+                seen.add(r["cookie"])
+                if command is not None and m.get("command") != command:
+                    continue
+                if call_id is not None and m.get("call-id") != call_id:
+                    continue
+                out.append(dict(m, _cookie=r["cookie"]))
+        return out
+
+    def reply_to(self, cookie):
+        with self.lock:
+            for r in self.records:
+                if r["kind"] == "reply" and r["cookie"] == cookie:
+                    return r["message"]
+        return None
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(timeout=5)
+        self.down.close()
+        self.up.close()
+
+
+def _kill_tree(proc, timeout=10):
+    """SIGTERM to proc (by PID), SIGKILL after `timeout`; then SIGKILL to any of the
+    children it had (listed before, by PID) that outlived it."""
+    children = []
+    try:
+        with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+            children = [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    deadline = time.time() + 5
+    for pid in children:
+        while time.time() < deadline and os.path.exists("/proc/%d" % pid):
+            time.sleep(0.05)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def udp_listening(ns, addr, port):
+    """True when a UDP socket is bound to addr:port in namespace `ns`."""
+    out = sh("ip", "netns", "exec", netns_of(ns), "ss", "-Hnlu", check=False).stdout
+    return any(line.split()[3] == "%s:%d" % (addr, port)
+               for line in out.splitlines() if len(line.split()) >= 4)
+
+
+class Kamailio:
+    """Kamailio (Debian's kamailio) in namespace `ns` with the config text given, in the
+    foreground (-DD -E, logging to a temp file), its pid file and runtime directory in
+    that temp directory. The config is checked with `kamailio -c` first: a config it
+    rejects raises with kamailio's output. close() stops it by PID (and its children)."""
+
+    def __init__(self, ns, cfg_text, shm_mb=32, pkg_mb=4):
+        self.netns = netns_of(ns)
+        self.dir = tempfile.mkdtemp(prefix="karl-kamailio-")
+        self.cfg_path = os.path.join(self.dir, "kamailio.cfg")
+        with open(self.cfg_path, "w") as f:
+            f.write(cfg_text)
+        base = [KAMAILIO, "-f", self.cfg_path, "-Y", self.dir, "-w", self.dir,
+                "-P", os.path.join(self.dir, "kamailio.pid"), "-m", str(shm_mb),
+                "-M", str(pkg_mb)]
+        check = sh("ip", "netns", "exec", self.netns, *base, "-c", check=False, timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError("kamailio -c rejects %s (%d):\n%s" %
+                               (self.cfg_path, check.returncode, check.stdout))
+        self.log_path = os.path.join(self.dir, "kamailio.log")
+        self.log = open(self.log_path, "w")
+        # ip netns exec execs in place: this PID is kamailio's main process.
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *base, "-DD", "-E"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_listening(self, addresses, port=5060, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("kamailio exited with %d:\n%s" %
+                                   (self.proc.returncode, self.output()[-5000:]))
+            if all(udp_listening(self.netns, a, port) for a in addresses):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("kamailio not listening on %s:%d after %ds:\n%s" %
+                           (addresses, port, timeout, self.output()[-5000:]))
+
+    def close(self):
+        _kill_tree(self.proc)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Sipp:
+    """One SIPp (Debian's sip-tester) run of one call (-m 1) in namespace `ns`: the
+    scenario and `files` (e.g. the pcaps it plays, by name) are copied into a temp dir
+    that SIPp runs in; SIP messages are logged (-trace_msg). SIPp's own -timeout bounds
+    the run; result() also kills it by PID if it overstays."""
+
+    def __init__(self, ns, scenario, args, files=(), timeout=30):
+        self.netns = netns_of(ns)
+        self.dir = tempfile.mkdtemp(prefix="karl-sipp-")
+        for f in (scenario, *files):
+            shutil.copy(f, self.dir)
+        self.scenario = os.path.join(self.dir, os.path.basename(scenario))
+        self.messages_path = os.path.join(self.dir, "messages.log")
+        self.errors_path = os.path.join(self.dir, "errors.log")
+        self.log_path = os.path.join(self.dir, "sipp.out")
+        self.timeout = timeout
+        self.cmd = ["ip", "netns", "exec", self.netns, SIPP, "-sf", self.scenario,
+                    *[str(a) for a in args], "-m", "1", "-nostdin",
+                    "-trace_msg", "-message_file", self.messages_path,
+                    "-trace_err", "-error_file", self.errors_path,
+                    "-timeout", "%ds" % timeout, "-timeout_error"]
+        self.log = open(self.log_path, "w")
+        # ip netns exec execs in place: this PID is SIPp's own.
+        self.proc = subprocess.Popen(self.cmd, cwd=self.dir, stdout=self.log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait_listening(self, addr, port=5060, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("sipp exited with %d:\n%s" % (self.proc.returncode,
+                                                                 self.report()))
+            if udp_listening(self.netns, addr, port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("sipp not listening on %s:%d after %ds" % (addr, port, timeout))
+
+    def result(self, timeout=None):
+        """Waits for the end of the call (at most `timeout` s, default SIPp's own timeout
+        and 10 s more; then kills it by PID); returns SIPp's exit code (0: passed)."""
+        try:
+            return self.proc.wait(timeout=self.timeout + 10 if timeout is None else timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return self.proc.returncode
+
+    def report(self):
+        """SIPp's output, error log and message log, for a failure message."""
+        out = []
+        for name, path in (("output", self.log_path), ("errors", self.errors_path),
+                           ("messages", self.messages_path)):
+            try:
+                with open(path, errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            # SIPp's screens are long and repeat: keep their ends.
+            out.append("--- sipp %s:\n%s" % (name, text[-6000:]))
+        return "\n".join(out)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SrtpContext:
+    """SRTP (RFC 3711) for one stream direction with AES_CM_128_HMAC_SHA1_80/_32 keyed by
+    an SDES inline key (RFC 4568 §6.1; key derivation rate 0, no MKI), in Python (the
+    cryptography package's AES): for the tests to make SRTP that SIPp plays from a pcap
+    and to decrypt what a media proxy sends. One context per direction and SSRC."""
+
+    TAG_OCTETS = {"AES_CM_128_HMAC_SHA1_80": 10, "AES_CM_128_HMAC_SHA1_32": 4}
+
+    def __init__(self, suite, inline):
+        if suite not in self.TAG_OCTETS:
+            raise ValueError("suite %s not supported here" % suite)
+        self.tag_octets = self.TAG_OCTETS[suite]
+        b64 = inline[len("inline:"):].split("|")[0] if inline.startswith("inline:") else inline
+        material = base64.b64decode(b64 + "=" * (-len(b64) % 4))
+        if len(material) != 30:
+            raise ValueError("%s needs 30 octets of key||salt, got %d" % (suite, len(material)))
+        master_key, master_salt = material[:16], material[16:]
+        # RFC 3711 §4.3.1/§4.3.3: x = (label || r) XOR master_salt, r = 0; AES-CM PRF.
+        self.k_e = self._prf(master_key, master_salt, 0, 16)
+        self.k_a = self._prf(master_key, master_salt, 1, 20)
+        self.k_s = self._prf(master_key, master_salt, 2, 14)
+        self.roc, self.s_l = 0, None
+
+    @staticmethod
+    def _aes_ctr(key, iv, data):
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        enc = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+        return enc.update(data) + enc.finalize()
+
+    @classmethod
+    def _prf(cls, key, salt, label, n):
+        x = int.from_bytes(salt, "big") ^ (label << 48)
+        return cls._aes_ctr(key, (x << 16).to_bytes(16, "big"), b"\0" * n)
+
+    def _crypt(self, ssrc, index, data):
+        # RFC 3711 §4.1.1: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16)
+        iv = (int.from_bytes(self.k_s, "big") << 16) ^ (ssrc << 64) ^ (index << 16)
+        return self._aes_ctr(self.k_e, iv.to_bytes(16, "big"), data)
+
+    def _tag(self, authenticated, roc):
+        return hmac.new(self.k_a, authenticated + struct.pack("!I", roc),
+                        hashlib.sha1).digest()[:self.tag_octets]
+
+    def protect(self, packet):
+        """RTP -> SRTP, for a sender sending in sequence order."""
+        n = Rtp.header_len(packet)
+        seq, ssrc = struct.unpack("!H", packet[2:4])[0], struct.unpack("!I", packet[8:12])[0]
+        if self.s_l is not None and seq < self.s_l and self.s_l - seq > 0x8000:
+            self.roc = (self.roc + 1) & 0xFFFFFFFF  # the sequence number wrapped
+        self.s_l = seq
+        out = packet[:n] + self._crypt(ssrc, (self.roc << 16) | seq, packet[n:])
+        return out + self._tag(out, self.roc)
+
+    def unprotect(self, packet):
+        """SRTP -> RTP; raises ValueError when authentication fails."""
+        if len(packet) < 12 + self.tag_octets:
+            raise ValueError("SRTP packet too short")
+        body, tag = packet[:-self.tag_octets], packet[-self.tag_octets:]
+        n = Rtp.header_len(body)
+        seq, ssrc = struct.unpack("!H", body[2:4])[0], struct.unpack("!I", body[8:12])[0]
+        # RFC 3711 §3.3.1 / Appendix A: the packet's ROC guess v
+        if self.s_l is None:
+            v = self.roc
+        elif self.s_l < 0x8000:
+            v = (self.roc - 1) if seq - self.s_l > 0x8000 else self.roc
+        else:
+            v = (self.roc + 1) if self.s_l - 0x8000 > seq else self.roc
+        v &= 0xFFFFFFFF
+        if not hmac.compare_digest(self._tag(body, v), tag):
+            raise ValueError("SRTP authentication failed (seq %d)" % seq)
+        plain = body[:n] + self._crypt(ssrc, (v << 16) | seq, body[n:])
+        if self.s_l is None or v == ((self.roc + 1) & 0xFFFFFFFF) or \
+                (v == self.roc and seq > self.s_l):
+            self.roc, self.s_l = v, seq
+        return plain
