@@ -417,9 +417,7 @@ void NgCommands::Reconcile(Call& call) {
   }
 }
 
-void NgCommands::StampVersion(Call& call, int side, std::string* sdp_text) {
-  absl::StatusOr<Sdp> sdp = Sdp::Parse(*sdp_text);
-  if (!sdp.ok()) return;
+std::string NgCommands::StampVersion(Call& call, int side, Sdp* sdp) {
   SdpOrigin o = sdp->origin();
   const std::string version = o.sess_version;
   o.sess_version = "0";
@@ -446,10 +444,10 @@ void NgCommands::StampVersion(Call& call, int side, std::string* sdp_text) {
   }
   o.sess_version = out_version;
   sdp->SetOrigin(o);
-  if (out_version != version) *sdp_text = sdp->ToString();
   call.last_body[side] = std::move(body);
   call.last_version[side] = out_version;
   call.has_last[side] = true;
+  return sdp->ToString();
 }
 
 namespace {
@@ -535,9 +533,7 @@ void NgCommands::WriteKarlSide(const Options& opt, const LegInfo& leg, uint16_t 
 
 std::string NgCommands::FinishSdp(Call& call, int side, Sdp* sdp) {
   sdp->RemoveIce();
-  std::string out = sdp->ToString();
-  StampVersion(call, side, &out);
-  return out;
+  return StampVersion(call, side, sdp);
 }
 
 BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
@@ -811,9 +807,9 @@ BencodeValue NgCommands::Answer(const BencodeValue& req, Options& opt) {
     return Error(Cat("the answer has ", sdp.media().size(), " media sections, the offer had ",
                      call.media.size()));
   }
-  Reconcile(call);
   std::vector<Media> media = call.media;
   std::vector<SessionUpdate> updates(media.size());
+  std::vector<SessionInfo> infos(media.size());
   std::vector<bool> reject(media.size(), false);
   for (size_t i = 0; i < media.size(); ++i) {
     Media& md = media[i];
@@ -896,6 +892,7 @@ BencodeValue NgCommands::Answer(const BencodeValue& req, Options& opt) {
     if (!media[i].relayed || reject[i]) continue;
     absl::StatusOr<SessionInfo> s = sessions_->UpdateSession(media[i].session_id, updates[i]);
     if (!s.ok()) return Error(Cat("media section ", i + 1, ": ", s.status().message()));
+    infos[i] = *std::move(s);
   }
   for (size_t i = 0; i < media.size(); ++i) {
     if (!reject[i]) continue;
@@ -910,11 +907,9 @@ BencodeValue NgCommands::Answer(const BencodeValue& req, Options& opt) {
   for (size_t i = 0; i < media.size(); ++i) {
     const Media& md = media[i];
     if (!md.relayed) continue;
-    absl::StatusOr<SessionInfo> info = sessions_->GetSession(md.session_id);
-    if (!info.ok()) return Error(info.status().message());
     std::vector<SdesCrypto> crypto;
     if (md.crypto[side].send) crypto.push_back(*md.crypto[side].send);
-    const LegInfo& leg = info->legs[side];
+    const LegInfo& leg = infos[i].legs[side];
     WriteKarlSide(opt, leg, leg.local_rtcp_port, md.proto[side], crypto, md.rtcp_mux[side], &sdp, i,
                   &first);
   }
@@ -977,7 +972,16 @@ BencodeValue NgCommands::DescribeCall(const std::string& call_id,
     BencodeValue t;
     t.Set("tag", tag_names[side]);
     t.Set("created", created_ms / 1000);
-    if (!tag_names[1 - side].empty()) t.Set("in dialogue with", tag_names[1 - side]);
+    // rtpengine 10.5's shape: who this tag's media goes to and comes from.
+    BencodeValue peers = BencodeValue::EmptyList();
+    if (!tag_names[1 - side].empty()) {
+      BencodeValue sub;
+      sub.Set("tag", tag_names[1 - side]);
+      sub.Set("type", "offer/answer");
+      peers.Append(std::move(sub));
+    }
+    t.Set("subscriptions", peers);
+    t.Set("subscribers", std::move(peers));
     BencodeValue medias = BencodeValue::EmptyList();
     for (size_t k = 0; k < sessions.size(); ++k) {
       const SessionInfo& s = sessions[k];
@@ -1082,16 +1086,24 @@ BencodeValue NgCommands::Delete(const BencodeValue& req, Options& opt) {
   absl::StatusOr<std::string_view> call_id = req.GetString("call-id");
   if (!call_id.ok() || call_id->empty()) return Error("No call-id in message");
   const std::string id(*call_id);
-  std::vector<SessionInfo> live = CallSessions(id);
   auto it = calls_.find(id);
-  if (live.empty()) {
+  std::vector<SessionInfo> final_infos;
+  if (it != calls_.end()) {
+    for (const Media& m : it->second.media) {
+      if (m.session_id.empty()) continue;
+      absl::StatusOr<SessionInfo> f = sessions_->DeleteSession(m.session_id);
+      if (f.ok()) final_infos.push_back(*std::move(f));  // else: ended already (timeout)
+    }
+  }
+  std::vector<SessionInfo> live;
+  if (final_infos.empty()) live = CallSessions(id);  // made over REST, or all ended
+  if (final_infos.empty() && live.empty()) {
     if (it != calls_.end()) calls_.erase(it);
     BencodeValue r;
     r.Set("result", "ok");
     r.Set("warning", "Call-ID not found or tags didn't match");
     return r;
   }
-  std::vector<SessionInfo> final_infos;
   for (const SessionInfo& s : live) {
     absl::StatusOr<SessionInfo> f = sessions_->DeleteSession(s.id);
     final_infos.push_back(f.ok() ? *std::move(f) : s);

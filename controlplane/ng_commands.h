@@ -110,7 +110,8 @@ class NgCommands {
   // Session-level clean-up, text, o= version for `side`.
   std::string FinishSdp(Call& call, int side, Sdp* sdp);
   // Brings the o= version above what this side last got when the body changed.
-  void StampVersion(Call& call, int side, std::string* sdp_text);
+  // Returns the text of `sdp`.
+  std::string StampVersion(Call& call, int side, Sdp* sdp);
 
   const Config& config_;
   SessionService* sessions_;

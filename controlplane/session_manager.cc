@@ -253,7 +253,9 @@ void SessionManager::RefreshMac(Leg& leg) {
     return;
   }
   if (!resolving_.contains(key)) {
-    resolving_[key] = Resolution{std::chrono::steady_clock::now(), 0};
+    // Ask at once (the first media may be a few ms away); Tick retries once a second.
+    SendResolution(key.port_index, key.address);
+    resolving_[key] = Resolution{std::chrono::steady_clock::now() + std::chrono::seconds(1), 1};
   }
 }
 
@@ -733,29 +735,32 @@ void SessionManager::Tick() {
   for (const dp::WorkerEvent& ev : events) HandleEvent(ev);
   LearnNeighbors();
   // Ports whose grace period ended go back to the end of their pool.
-  size_t kept = 0;
-  for (PendingRelease& r : pending_releases_) {
-    if (dp_->GracePeriodDone(r.token)) {
-      r.pool->free_rtp.push_back(r.rtp_port);
-    } else {
-      pending_releases_[kept++] = r;
-    }
+  // Tokens grow in release order: once one grace period is not over, the later ones
+  // are not either.
+  size_t done = 0;
+  while (done < pending_releases_.size() && dp_->GracePeriodDone(pending_releases_[done].token)) {
+    pending_releases_[done].pool->free_rtp.push_back(pending_releases_[done].rtp_port);
+    ++done;
   }
-  pending_releases_.resize(kept);
+  pending_releases_.erase(pending_releases_.begin(), pending_releases_.begin() + done);
   const auto now = std::chrono::steady_clock::now();
-  for (auto it = resolving_.begin(); it != resolving_.end();) {
-    if (now >= it->second.next_try) {
-      if (it->second.tries >= 10) {
-        spdlog::warn("no ARP/NDP answer from {} on port {}", it->first.address.ToString(),
-                     config_.ports[it->first.port_index].name);
-        it = resolving_.erase(it);
-        continue;
+  // Retries are a second apart: look at the (possibly long) list every 50 ms only.
+  if (now >= next_resolution_scan_) {
+    next_resolution_scan_ = now + std::chrono::milliseconds(50);
+    for (auto it = resolving_.begin(); it != resolving_.end();) {
+      if (now >= it->second.next_try) {
+        if (it->second.tries >= 10) {
+          spdlog::warn("no ARP/NDP answer from {} on port {}", it->first.address.ToString(),
+                       config_.ports[it->first.port_index].name);
+          it = resolving_.erase(it);
+          continue;
+        }
+        SendResolution(it->first.port_index, it->first.address);
+        ++it->second.tries;
+        it->second.next_try = now + std::chrono::seconds(1);
       }
-      SendResolution(it->first.port_index, it->first.address);
-      ++it->second.tries;
-      it->second.next_try = now + std::chrono::seconds(1);
+      ++it;
     }
-    ++it;
   }
   if (now - last_timeout_check_ >= std::chrono::seconds(1)) {
     last_timeout_check_ = now;

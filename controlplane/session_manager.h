@@ -129,6 +129,7 @@ class SessionManager {
   std::map<NeighborKey, MacAddress> neighbors_;
   std::map<NeighborKey, Resolution> resolving_;
   std::chrono::steady_clock::time_point last_timeout_check_;
+  std::chrono::steady_clock::time_point next_resolution_scan_;
   size_t active_ = 0;
   uint64_t created_total_ = 0;
   uint64_t ended_timeout_ = 0;

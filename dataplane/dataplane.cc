@@ -880,12 +880,11 @@ bool Dataplane::GracePeriodDone(uint64_t token) {
 }
 
 void Dataplane::Maintain(std::vector<WorkerEvent>* events) {
-  size_t kept = 0;
-  for (Retired& r : retired_) {
-    if (!GracePeriodDone(r.token)) {
-      retired_[kept++] = r;
-      continue;
-    }
+  // Tokens grow in retire order: stop at the first grace period still running.
+  size_t done = 0;
+  for (; done < retired_.size(); ++done) {
+    Retired& r = retired_[done];
+    if (!GracePeriodDone(r.token)) break;
     delete r.config;
     if (r.stream != kNoStream) {
       // No worker can still hold the stream: safe to reset its state and reuse it.
@@ -895,7 +894,7 @@ void Dataplane::Maintain(std::vector<WorkerEvent>* events) {
       free_streams_.push_back(r.stream);
     }
   }
-  retired_.resize(kept);
+  retired_.erase(retired_.begin(), retired_.begin() + static_cast<ptrdiff_t>(done));
   if (events == nullptr) return;
   WorkerEvent ev[32];
   for (auto& w : workers_) {

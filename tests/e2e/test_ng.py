@@ -163,7 +163,8 @@ class NgTest(SrtpTopology):
         q = self.ng.request({"command": "query", "call-id": "ng-basic"})
         self.assertEqual(set(q["tags"]), {"tag-a", "tag-b"})
         ta, tb = q["tags"]["tag-a"], q["tags"]["tag-b"]
-        self.assertEqual(ta["in dialogue with"], "tag-b")
+        self.assertEqual(ta["subscriptions"], [{"tag": "tag-b", "type": "offer/answer"}])
+        self.assertEqual(tb["subscribers"], [{"tag": "tag-a", "type": "offer/answer"}])
         (ma,) = ta["medias"]
         self.assertEqual((ma["index"], ma["type"], ma["protocol"]), (1, "audio", "RTP/AVP"))
         rtp_a, rtcp_a = ma["streams"]
