@@ -589,6 +589,7 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
     std::vector<SdesCrypto> karl_offer;
     bool mux_offerer = false;
     bool mux_offer_other = false;
+    std::optional<Endpoint> sdp_peer;  // the offerer's endpoint as its SDP gives it
   };
   std::vector<Plan> plans(sdp.media().size());
   std::vector<Media> media = call.media;
@@ -656,7 +657,11 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
     p.mux_offer_other = (mux_in && !opt.rtcp_mux.count("demux") && !opt.rtcp_mux.count("reject")) ||
                         opt.rtcp_mux.count("offer") || opt.rtcp_mux.count("require");
 
-    std::optional<Endpoint> peer = RemoteEndpoint(sdp, i);
+    // The connection address once (parsing c= is not free), the peer from it.
+    std::optional<IpAddress> sdp_ip;
+    if (std::optional<SdpConnection> c = sdp.EffectiveConnection(i)) sdp_ip = c->Ip();
+    if (sdp_ip && !sdp_ip->IsUnspecified()) p.sdp_peer = Endpoint{*sdp_ip, m.port()};
+    std::optional<Endpoint> peer = p.sdp_peer;
     if (peer && opt.sip_source && opt.received_from &&
         opt.received_from->family() == peer->address.family()) {
       peer->address = *opt.received_from;
@@ -667,7 +672,7 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
       // Re-offer: the offerer's leg may have moved (or gone on hold: keep the peer).
       LegUpdate& u = p.update;
       // An unchanged endpoint keeps what was latched (a NATed peer's real address).
-      if (peer && peer != md.sdp_peer[side]) {
+      if (peer && p.sdp_peer != md.sdp_peer[side]) {
         u.peer = peer;
         u.peer_rtcp_port = peer_rtcp;
       }
@@ -678,8 +683,6 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
       continue;
     }
     p.create = true;
-    std::optional<IpAddress> sdp_ip;
-    if (std::optional<SdpConnection> c = sdp.EffectiveConnection(i)) sdp_ip = c->Ip();
     const IpAddress::Family fam_offerer = sdp_ip ? sdp_ip->family() : IpAddress::Family::kV4;
     const IpAddress::Family fam_other = opt.family.value_or(fam_offerer);
     const std::string dir0 = opt.direction.size() > 0 ? opt.direction[0] : "";
@@ -765,7 +768,7 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
     md.rtcp_mux_offered[side] = m.rtcp_mux();
     md.rtcp_mux_offered[other] = p.mux_offer_other;
     md.rtcp_mux[side] = p.mux_offerer;
-    if (std::optional<Endpoint> e = RemoteEndpoint(sdp, i)) md.sdp_peer[side] = e;
+    if (p.sdp_peer) md.sdp_peer[side] = p.sdp_peer;
     md.crypto[side].offered = p.offered;
     md.crypto[other].karl_offered = p.karl_offer;
     std::vector<SdesCrypto> crypto = p.karl_offer;

@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -209,7 +211,12 @@ absl::Status NgServer::Start(const NgConfig& config) {
       allowed_sources_.push_back(Unmapped(prefix));
     }
   }
-  buffer_.resize(kReceiveBufferSize);
+  buffer_.resize(kReceiveBufferSize * kBatch);
+  for (unsigned i = 0; i < kBatch; ++i) {
+    rx_iov_[i].iov_base = buffer_.data() + i * kReceiveBufferSize;
+    rx_iov_[i].iov_len = kReceiveBufferSize;
+  }
+  pending_replies_.reserve(kBatch);
   fd_ = fd;
   started_ = true;
 
@@ -236,14 +243,23 @@ size_t NgServer::Poll(std::chrono::microseconds wait, size_t max) {
   if (ready < 0 && errno != EINTR) spdlog::warn("ng: poll failed: {}", ErrnoText(errno));
   if (ready <= 0) return 0;
 
+  // Everything waiting, kBatch datagrams per recvmmsg(2), their replies sent together
+  // with one sendmmsg(2) per batch.
   size_t handled = 0;
   while (handled < max) {
-    sockaddr_storage from{};
-    socklen_t from_len = sizeof(from);
-    // MSG_TRUNC: the return value is the datagram's real length, so an oversized one
-    // is recognised instead of being handled cut short.
-    const ssize_t n = recvfrom(fd_, buffer_.data(), buffer_.size(), MSG_TRUNC,
-                               reinterpret_cast<sockaddr*>(&from), &from_len);
+    const unsigned want = static_cast<unsigned>(std::min<size_t>(kBatch, max - handled));
+    for (unsigned i = 0; i < want; ++i) {
+      msghdr& h = rx_msgs_[i].msg_hdr;
+      h = msghdr{};
+      h.msg_name = &rx_from_[i];
+      h.msg_namelen = sizeof(sockaddr_storage);
+      h.msg_iov = &rx_iov_[i];
+      h.msg_iovlen = 1;
+      rx_msgs_[i].msg_len = 0;
+    }
+    // MSG_TRUNC: msg_len is the datagram's real length, so an oversized one is
+    // recognised instead of being handled cut short.
+    const int n = recvmmsg(fd_, rx_msgs_.data(), want, MSG_DONTWAIT | MSG_TRUNC, nullptr);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -251,17 +267,24 @@ size_t NgServer::Poll(std::chrono::microseconds wait, size_t max) {
       }
       break;
     }
-    ++handled;
-    if (static_cast<size_t>(n) > buffer_.size()) {
-      IpAddress source;
-      uint16_t port = 0;
-      SourceOf(from, &source, &port);
-      dropped_malformed_->Increment();
-      spdlog::debug("ng: dropped a {}-byte datagram from {}: larger than {} bytes", n,
-                    HostPort{source, port}.ToString(), buffer_.size());
-      continue;
+    for (int i = 0; i < n; ++i) {
+      const sockaddr_storage& from = rx_from_[i];
+      const size_t len = rx_msgs_[i].msg_len;
+      if (len > kReceiveBufferSize) {
+        IpAddress source;
+        uint16_t port = 0;
+        SourceOf(from, &source, &port);
+        dropped_malformed_->Increment();
+        spdlog::debug("ng: dropped a {}-byte datagram from {}: larger than {} bytes", len,
+                      HostPort{source, port}.ToString(), kReceiveBufferSize);
+        continue;
+      }
+      HandleDatagram(std::string_view(static_cast<const char*>(rx_iov_[i].iov_base), len), from,
+                     rx_msgs_[i].msg_hdr.msg_namelen);
     }
-    HandleDatagram(std::string_view(buffer_.data(), static_cast<size_t>(n)), from, from_len);
+    FlushReplies();
+    handled += static_cast<size_t>(n);
+    if (static_cast<unsigned>(n) < want) break;  // nothing more waiting
   }
   return handled;
 }
@@ -290,11 +313,11 @@ void NgServer::HandleDatagram(std::string_view datagram, const sockaddr_storage&
   ctx.cookie.assign(frame->cookie);
 
   CacheKey key{ctx.source, ctx.source_port, ctx.cookie};
-  if (const std::string* cached = CacheLookup(key, start)) {
+  if (std::shared_ptr<const std::string> cached = CacheLookup(key, start)) {
     retransmissions_->Increment();
     spdlog::debug("ng: retransmission from {} (cookie {}), resending the cached reply",
                   HostPort{ctx.source, ctx.source_port}.ToString(), ctx.cookie);
-    Send(*cached, from, from_len, ctx);
+    Send(std::move(cached), from, from_len, ctx);
     return;
   }
 
@@ -304,15 +327,17 @@ void NgServer::HandleDatagram(std::string_view datagram, const sockaddr_storage&
     spdlog::debug("ng: invalid request from {} (cookie {}): {}",
                   HostPort{ctx.source, ctx.source_port}.ToString(), ctx.cookie,
                   std::string(request.status().message()));
-    Send(BuildNgErrorReply(ctx.cookie, std::string(request.status().message())), from, from_len,
-         ctx);
+    Send(std::make_shared<const std::string>(
+             BuildNgErrorReply(ctx.cookie, std::string(request.status().message()))),
+         from, from_len, ctx);
     CountRequest(CommandLabel::kInvalid, ResultLabel::kError, Clock::now() - start);
     return;
   }
 
   const CommandLabel command = ClassifyCommand(request->message);
   Outcome outcome = RunHandler(request->message, ctx);
-  Send(outcome.datagram, from, from_len, ctx);
+  auto reply = std::make_shared<const std::string>(std::move(outcome.datagram));
+  Send(reply, from, from_len, ctx);
   const Clock::time_point done = Clock::now();
   CountRequest(command, outcome.result, done - start);
   if (spdlog::should_log(spdlog::level::debug)) {
@@ -324,7 +349,7 @@ void NgServer::HandleDatagram(std::string_view datagram, const sockaddr_storage&
   }
   // Cached even when it is an error: the handler may have acted (an offer that
   // allocated ports, then failed to encode), and must not run again for the same cookie.
-  CacheInsert(std::move(key), std::move(outcome.datagram), done);
+  CacheInsert(std::move(key), std::move(reply), done);
 }
 
 NgServer::Outcome NgServer::RunHandler(const BencodeValue& request, const NgRequestContext& ctx) {
@@ -390,27 +415,53 @@ void NgServer::WarnDroppedSource(const IpAddress& source, uint16_t port) {
   sources_suppressed_ = 0;
 }
 
-void NgServer::Send(std::string_view reply, const sockaddr_storage& to, socklen_t to_len,
-                    const NgRequestContext& ctx) {
-  ssize_t sent = -1;
-  do {
-    sent =
-        sendto(fd_, reply.data(), reply.size(), 0, reinterpret_cast<const sockaddr*>(&to), to_len);
-  } while (sent < 0 && errno == EINTR);
-  // A lost reply is recovered by the client's retransmission, answered from the cache.
-  if (sent < 0) {
-    spdlog::warn("ng: cannot send the {}-byte reply to {} (cookie {}): {}", reply.size(),
-                 HostPort{ctx.source, ctx.source_port}.ToString(), ctx.cookie, ErrnoText(errno));
-  }
+void NgServer::Send(std::shared_ptr<const std::string> reply, const sockaddr_storage& to,
+                    socklen_t to_len, const NgRequestContext& ctx) {
+  pending_replies_.push_back(
+      PendingReply{std::move(reply), to, to_len, ctx.source, ctx.source_port, ctx.cookie});
 }
 
-const std::string* NgServer::CacheLookup(const CacheKey& key, Clock::time_point now) const {
+void NgServer::FlushReplies() {
+  std::array<mmsghdr, kBatch> msgs{};
+  std::array<iovec, kBatch> iov{};
+  size_t next = 0;
+  while (next < pending_replies_.size()) {
+    const size_t count = std::min<size_t>(kBatch, pending_replies_.size() - next);
+    for (size_t i = 0; i < count; ++i) {
+      PendingReply& r = pending_replies_[next + i];
+      iov[i].iov_base = const_cast<char*>(r.datagram->data());
+      iov[i].iov_len = r.datagram->size();
+      msgs[i] = mmsghdr{};
+      msgs[i].msg_hdr.msg_name = &r.to;
+      msgs[i].msg_hdr.msg_namelen = r.to_len;
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int sent = sendmmsg(fd_, msgs.data(), static_cast<unsigned>(count), 0);
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent <= 0) {
+      // The first one failed: log it, skip it, carry on with the rest. A lost reply is
+      // recovered by the client's retransmission, answered from the cache.
+      const PendingReply& r = pending_replies_[next];
+      spdlog::warn("ng: cannot send the {}-byte reply to {} (cookie {}): {}", r.datagram->size(),
+                   HostPort{r.source, r.source_port}.ToString(), r.cookie, ErrnoText(errno));
+      ++next;
+      continue;
+    }
+    next += static_cast<size_t>(sent);
+  }
+  pending_replies_.clear();
+}
+
+std::shared_ptr<const std::string> NgServer::CacheLookup(const CacheKey& key,
+                                                         Clock::time_point now) const {
   const auto it = cache_.find(key);
   if (it == cache_.end() || now - it->second.inserted >= cache_ttl_) return nullptr;
-  return &it->second.reply;
+  return it->second.reply;
 }
 
-void NgServer::CacheInsert(CacheKey key, std::string reply, Clock::time_point now) {
+void NgServer::CacheInsert(CacheKey key, std::shared_ptr<const std::string> reply,
+                           Clock::time_point now) {
   // Insertion times grow along the deque, so the expired entries are a prefix of it.
   while (!cache_order_.empty()) {
     const auto it = cache_.find(cache_order_.front().key);
@@ -419,13 +470,13 @@ void NgServer::CacheInsert(CacheKey key, std::string reply, Clock::time_point no
     CachePopFront();
   }
   while (!cache_order_.empty() && (cache_order_.size() >= max_cache_entries_ ||
-                                   cache_bytes_ + reply.size() > max_cache_bytes_)) {
+                                   cache_bytes_ + reply->size() > max_cache_bytes_)) {
     CachePopFront();
   }
   const uint64_t sequence = next_sequence_++;
   CacheEntry& entry = cache_[key];  // replaces an expired entry the prune did not reach
-  cache_bytes_ -= entry.reply.size();
-  cache_bytes_ += reply.size();
+  if (entry.reply) cache_bytes_ -= entry.reply->size();
+  cache_bytes_ += reply->size();
   entry.reply = std::move(reply);
   entry.inserted = now;
   entry.sequence = sequence;
@@ -437,7 +488,7 @@ void NgServer::CachePopFront() {
   const auto it = cache_.find(front.key);
   // A stale element (its key was cached again later) leaves the newer entry alone.
   if (it != cache_.end() && it->second.sequence == front.sequence) {
-    cache_bytes_ -= it->second.reply.size();
+    cache_bytes_ -= it->second.reply->size();
     cache_.erase(it);
   }
   cache_order_.pop_front();

@@ -19,6 +19,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <array>
 #include <chrono>
@@ -26,6 +27,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -130,7 +132,7 @@ class NgServer {
     size_t operator()(const CacheKey& key) const;
   };
   struct CacheEntry {
-    std::string reply;  // the whole datagram sent, cookie included
+    std::shared_ptr<const std::string> reply;  // the whole datagram sent, cookie included
     Clock::time_point inserted;
     uint64_t sequence = 0;  // matches the deque element that owns this entry
   };
@@ -152,12 +154,13 @@ class NgServer {
   Outcome RunHandler(const BencodeValue& request, const NgRequestContext& ctx);
   bool SourceAllowed(const IpAddress& source) const;
   void WarnDroppedSource(const IpAddress& source, uint16_t port);
-  void Send(std::string_view reply, const sockaddr_storage& to, socklen_t to_len,
+  // Queues `reply` for FlushReplies (shared with the cache: no copy).
+  void Send(std::shared_ptr<const std::string> reply, const sockaddr_storage& to, socklen_t to_len,
             const NgRequestContext& ctx);
   // The cached reply for `key`, or nullptr when there is none or it expired.
-  const std::string* CacheLookup(const CacheKey& key, Clock::time_point now) const;
+  std::shared_ptr<const std::string> CacheLookup(const CacheKey& key, Clock::time_point now) const;
   // Drops expired entries from the front, evicts the oldest while full, then adds.
-  void CacheInsert(CacheKey key, std::string reply, Clock::time_point now);
+  void CacheInsert(CacheKey key, std::shared_ptr<const std::string> reply, Clock::time_point now);
   void CachePopFront();
 
   void CountRequest(CommandLabel command, ResultLabel result, Clock::duration elapsed);
@@ -171,7 +174,24 @@ class NgServer {
   uint16_t port_ = 0;
   bool started_ = false;
   std::vector<IpPrefix> allowed_sources_;
-  std::vector<char> buffer_;  // receive buffer, one datagram
+  // Receive buffers for one recvmmsg(2) batch: kBatch datagrams of up to
+  // kReceiveBufferSize octets each (buffer_ holds them back to back).
+  static constexpr unsigned kBatch = 32;
+  std::vector<char> buffer_;
+  std::array<mmsghdr, kBatch> rx_msgs_{};
+  std::array<iovec, kBatch> rx_iov_{};
+  std::array<sockaddr_storage, kBatch> rx_from_{};
+  // Replies of the batch being handled, sent together by FlushReplies (sendmmsg(2)).
+  struct PendingReply {
+    std::shared_ptr<const std::string> datagram;
+    sockaddr_storage to;
+    socklen_t to_len;
+    IpAddress source;  // for the log line if sending fails
+    uint16_t source_port;
+    std::string cookie;
+  };
+  std::vector<PendingReply> pending_replies_;
+  void FlushReplies();
 
   std::chrono::milliseconds cache_ttl_ = kDefaultCacheTtl;
   size_t max_cache_entries_ = kMaxCacheEntries;

@@ -482,8 +482,15 @@ class KamailioKarlTest(KamailioCalls, unittest.TestCase):
             if time.time() > deadline:
                 self.fail("sessions still live before the test: %s %s" % (status, listed))
             time.sleep(0.1)
+        # An ended session's pairs come back after the workers' grace period: settle first.
         self.free_pairs_before = self.free_pairs()
         self.assertIsNotNone(self.free_pairs_before, "no karl_port_pairs_free in /metrics")
+        while time.time() < deadline + 5:
+            time.sleep(0.2)
+            now = self.free_pairs()
+            if now == self.free_pairs_before:
+                break
+            self.free_pairs_before = now
 
     def free_pairs(self):
         m, _ = self.karl.metrics()
