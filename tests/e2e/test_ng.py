@@ -10,6 +10,7 @@ Karl's ng socket is 127.0.0.1:<free port> in the root namespace; offers carry
 direction = [ext0, ext1] (the caller is on ext0, the callee on ext1).
 """
 import json
+import random
 import socket
 import time
 import unittest
@@ -413,6 +414,74 @@ class NgTest(SrtpTopology):
         self.assertGreaterEqual(m.get('karl_ng_requests_total{command="offer",result="error"}', 0), 3)
         self.assertGreaterEqual(m.get("karl_ng_retransmissions_total", 0), 1)
         self.assertGreaterEqual(m.get('karl_ng_request_seconds_count{command="offer"}', 0), 1)
+
+    def test_h_mutated_requests_never_break_karl(self):
+        """Valid offers/answers/deletes/queries mutated at random (bytes flipped, cut
+        short, values of the wrong type, SDP lines garbled): every datagram with a
+        readable cookie gets a reply, Karl keeps running, and what the mutations made is
+        cleaned up by deletes. Bounded: 600 requests."""
+        rng = random.Random(20261128)
+        base = [
+            {"command": "offer", "call-id": "fz", "from-tag": "fa", "sdp": sdp_text(A4, 40800,
+                                                                                   video_port=40802),
+             "direction": ["ext0", "ext1"], "flags": ["trust-address", "RTP/SAVP"],
+             "replace": ["origin"], "rtcp-mux": ["demux"], "SDES": ["no-AEAD_AES_256_GCM"]},
+            {"command": "answer", "call-id": "fz", "from-tag": "fa", "to-tag": "fb",
+             "sdp": sdp_text(B4, 40804, proto="RTP/SAVP", video_port=40806, extra=[
+                 "a=crypto:1 AEAD_AES_128_GCM inline:UJ8tWcCK8hk5ZJk2XoC7GZ/Z9C51tCbmO1SCPg=="])},
+            {"command": "query", "call-id": "fz"},
+            {"command": "delete", "call-id": "fz", "from-tag": "fa"},
+        ]
+
+        def mutate(msg):
+            m = dict(msg)
+            m["call-id"] = "fz%d" % rng.randrange(8)
+            kind = rng.randrange(6)
+            key = rng.choice(sorted(m))
+            if kind == 0:
+                m[key] = rng.choice([7, [], {}, ["x", 1], "", "\x00\xff"])
+            elif kind == 1 and isinstance(m.get("sdp"), str):
+                lines = m["sdp"].split("\r\n")
+                i = rng.randrange(len(lines))
+                lines[i] = lines[i][:rng.randrange(len(lines[i]) + 1)] + rng.choice(
+                    ["", "x", " 99999", "/", "=", ":", " IN IP4 ", "\t"])
+                m["sdp"] = "\r\n".join(lines)
+            elif kind == 2:
+                del m[key]
+            elif kind == 3:
+                m["flags"] = [rng.choice(["direction=", "SDES-only-", "RTP/", "TOS=999",
+                                          "media-address=x", "ICE=", "rtcp-mux-"]) * rng.randrange(3)]
+            data = bencode(m)
+            if kind == 4:  # flip bytes
+                b = bytearray(data)
+                for _ in range(rng.randrange(1, 4)):
+                    b[rng.randrange(len(b))] = rng.randrange(256)
+                data = bytes(b)
+            elif kind == 5:  # cut short
+                data = data[:rng.randrange(1, len(data))]
+            return data
+
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        replies = 0
+        try:
+            for n in range(600):
+                cookie = b"fz%d" % n
+                s.sendto(cookie + b" " + mutate(rng.choice(base)), ("127.0.0.1", self.ng_port))
+                data = s.recv(65535)
+                self.assertTrue(data.startswith(cookie + b" "), data[:80])
+                reply = bdecode(data.split(b" ", 1)[1])
+                self.assertIn(reply.get("result"), ("ok", "error", "pong"), reply)
+                replies += 1
+        finally:
+            s.close()
+        self.assertEqual(replies, 600)
+        self.assertIsNone(self.karl.proc.poll(), "karl-dp exited")
+        self.assertTrue(self.ng.ping())
+        for i in range(8):
+            self.ng.request({"command": "delete", "call-id": "fz%d" % i})
+        for i in range(8):
+            self.assertEqual(self.sessions_of("fz%d" % i, "active"), [])
 
     def test_g_rest_sessions_are_visible_over_ng(self):
         body = {"call_id": "rest-made", "from_tag": "rf", "to_tag": "rt", "legs": [
