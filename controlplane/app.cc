@@ -228,6 +228,8 @@ class Karl {
       sessions_created_.store(sessions_->sessions_created());
       sessions_timed_out_.store(sessions_->sessions_ended_timeout());
       free_port_pairs_.store(sessions_->free_port_pairs());
+      unresolved_sent_.store(sessions_->unresolved_sent());
+      unresolved_dropped_.store(sessions_->unresolved_dropped());
       const auto now = std::chrono::steady_clock::now();
       if (now - last_refresh >= std::chrono::milliseconds(200)) {
         RefreshPorts();
@@ -250,6 +252,7 @@ class Karl {
     ready_.store(false);
     if (rest_) rest_->Stop();
     if (ops_) ops_->Stop();
+    if (sessions_) sessions_->DropHeldPackets();  // their mbufs belong to the dataplane's pool
     dataplane_.Close();
   }
 
@@ -317,6 +320,8 @@ class Karl {
     s.sessions_created = sessions_created_.load();
     s.sessions_timed_out = sessions_timed_out_.load();
     s.free_port_pairs = free_port_pairs_.load();
+    s.unresolved_sent = unresolved_sent_.load();
+    s.unresolved_dropped = unresolved_dropped_.load();
     s.ready = ready_.load() && dataplane_.running();
     s.healthy = s.ready && s.problems.empty();
     if (!s.ready) s.problems.insert(s.problems.begin(), "not running (starting or stopping)");
@@ -378,6 +383,8 @@ class Karl {
   std::atomic<uint64_t> sessions_created_{0};
   std::atomic<uint64_t> sessions_timed_out_{0};
   std::atomic<uint64_t> free_port_pairs_{0};
+  std::atomic<uint64_t> unresolved_sent_{0};
+  std::atomic<uint64_t> unresolved_dropped_{0};
   std::atomic<bool> ready_{false};
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   mutable std::mutex ports_mu_;

@@ -175,6 +175,13 @@ std::vector<MetricFamily> SnapshotMetricFamilies(const StatusSnapshot& s) {
                        AsDouble(s.sessions_timed_out)));
   out.push_back(Single("karl_port_pairs_free", "Local RTP/RTCP port pairs free on all addresses.",
                        kGauge, AsDouble(s.free_port_pairs)));
+  out.push_back(Single("karl_neighbor_held_sent_total",
+                       "Media packets held until ARP/NDP resolved their next hop, then sent.",
+                       kCounter, AsDouble(s.unresolved_sent)));
+  out.push_back(Single("karl_neighbor_held_dropped_total",
+                       "Media packets held for ARP/NDP and dropped (no answer within 3 s, or "
+                       "the queue of the next hop was full).",
+                       kCounter, AsDouble(s.unresolved_dropped)));
   return out;
 }
 

@@ -84,7 +84,7 @@ SessionManager::SessionManager(const Config& config, dp::Dataplane* dataplane)
   }
 }
 
-SessionManager::~SessionManager() = default;
+SessionManager::~SessionManager() { DropHeldPackets(); }
 
 size_t SessionManager::free_port_pairs() const {
   size_t n = 0;
@@ -227,13 +227,104 @@ void SessionManager::ReleaseLeg(Leg& leg) {
 
 std::optional<IpAddress> SessionManager::NextHop(const Leg& leg) const {
   if (!leg.peer) return std::nullopt;
-  const PortConfig& pc = config_.ports[leg.port_index];
+  return NextHopFor(leg.port_index, leg.peer->address);
+}
+
+std::optional<IpAddress> SessionManager::NextHopFor(size_t port_index,
+                                                    const IpAddress& destination) const {
+  const PortConfig& pc = config_.ports[port_index];
   for (const IpPrefix& p : pc.addresses) {
-    if (p.Contains(leg.peer->address)) return leg.peer->address;  // on-link
+    if (p.Contains(destination)) return destination;  // on-link
   }
-  if (leg.peer->address.is_v4() && pc.gateway_v4) return *pc.gateway_v4;
-  if (leg.peer->address.is_v6() && pc.gateway_v6) return *pc.gateway_v6;
+  if (destination.is_v4() && pc.gateway_v4) return *pc.gateway_v4;
+  if (destination.is_v6() && pc.gateway_v6) return *pc.gateway_v6;
   return std::nullopt;
+}
+
+void SessionManager::StartResolution(const NeighborKey& key) {
+  if (resolving_.contains(key)) return;
+  // Ask at once (the first media may be a few ms away); Tick retries once a second.
+  SendResolution(key.port_index, key.address);
+  resolving_[key] = Resolution{std::chrono::steady_clock::now() + std::chrono::seconds(1), 1};
+}
+
+void SessionManager::TakeUnresolved() {
+  std::vector<dp::Dataplane::UnresolvedPacket> in;
+  dp_->TakeUnresolved(&in, 256);
+  const auto now = std::chrono::steady_clock::now();
+  for (const dp::Dataplane::UnresolvedPacket& u : in) {
+    rte_mbuf* m = u.m;
+    const PortConfig& pc = config_.ports[u.port_index];
+    // The frame as RewriteForEgress left it: Ethernet (+ VLAN), then IPv4 or IPv6.
+    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+    const size_t l2 = pc.vlan ? 18 : 14;
+    const uint16_t type = static_cast<uint16_t>((frame[l2 - 2] << 8) | frame[l2 - 1]);
+    std::optional<IpAddress> dst;
+    if (type == RTE_ETHER_TYPE_IPV4 && m->data_len >= l2 + 20) {
+      dst = IpAddress::V4(
+          rte_be_to_cpu_32(reinterpret_cast<const rte_ipv4_hdr*>(frame + l2)->dst_addr));
+    } else if (type == RTE_ETHER_TYPE_IPV6 && m->data_len >= l2 + 40) {
+      std::array<uint8_t, 16> b;
+      std::memcpy(b.data(), reinterpret_cast<const rte_ipv6_hdr*>(frame + l2)->dst_addr, 16);
+      dst = IpAddress::V6(b);
+    }
+    const std::optional<IpAddress> hop = dst ? NextHopFor(u.port_index, *dst) : std::nullopt;
+    if (!hop) {  // no route (the config changed under it): nothing will resolve
+      rte_pktmbuf_free(m);
+      ++unresolved_dropped_;
+      continue;
+    }
+    const NeighborKey key{u.port_index, *hop};
+    if (auto it = neighbors_.find(key); it != neighbors_.end()) {
+      std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), it->second.bytes().data(), 6);
+      dp_->SendOnPort(u.port_index, m);
+      ++unresolved_sent_;
+      continue;
+    }
+    std::deque<HeldPacket>& q = held_[key];
+    if (q.size() >= kMaxHeldPerNeighbor || held_total_ >= kMaxHeld) {
+      rte_pktmbuf_free(m);
+      ++unresolved_dropped_;
+      continue;
+    }
+    q.push_back(HeldPacket{m, now});
+    ++held_total_;
+    StartResolution(key);
+  }
+}
+
+void SessionManager::ReleaseHeld(const NeighborKey& key, const MacAddress* mac) {
+  auto it = held_.find(key);
+  if (it == held_.end()) return;
+  for (HeldPacket& h : it->second) {
+    if (mac != nullptr) {
+      std::memcpy(rte_pktmbuf_mtod(h.m, uint8_t*), mac->bytes().data(), 6);
+      dp_->SendOnPort(key.port_index, h.m);
+      ++unresolved_sent_;
+    } else {
+      rte_pktmbuf_free(h.m);
+      ++unresolved_dropped_;
+    }
+  }
+  held_total_ -= it->second.size();
+  held_.erase(it);
+}
+
+void SessionManager::DropHeldPackets() {
+  while (!held_.empty()) ReleaseHeld(held_.begin()->first, nullptr);
+}
+
+void SessionManager::AgeHeld(std::chrono::steady_clock::time_point now) {
+  for (auto it = held_.begin(); it != held_.end();) {
+    std::deque<HeldPacket>& q = it->second;
+    while (!q.empty() && now - q.front().since >= kHoldTime) {
+      rte_pktmbuf_free(q.front().m);
+      q.pop_front();
+      --held_total_;
+      ++unresolved_dropped_;
+    }
+    it = q.empty() ? held_.erase(it) : std::next(it);
+  }
 }
 
 // Next-hop MAC toward the leg's peer: learned from its own media (latching), a
@@ -252,11 +343,7 @@ void SessionManager::RefreshMac(Leg& leg) {
     leg.mac = it->second;
     return;
   }
-  if (!resolving_.contains(key)) {
-    // Ask at once (the first media may be a few ms away); Tick retries once a second.
-    SendResolution(key.port_index, key.address);
-    resolving_[key] = Resolution{std::chrono::steady_clock::now() + std::chrono::seconds(1), 1};
-  }
+  StartResolution(key);
 }
 
 dp::Egress SessionManager::EgressToward(const Leg& to, bool rtcp) const {
@@ -619,6 +706,7 @@ void SessionManager::LearnNeighbors() {
     if (it != neighbors_.end() && it->second == n.mac) continue;
     neighbors_[key] = n.mac;
     resolving_.erase(key);
+    ReleaseHeld(key, &n.mac);  // media that waited for this answer goes out now
     // Republish every session whose next hop this is.
     for (auto& [id, s] : sessions_) {
       if (s->ended) continue;
@@ -733,6 +821,7 @@ void SessionManager::Tick() {
   std::vector<dp::WorkerEvent> events;
   dp_->Maintain(&events);
   for (const dp::WorkerEvent& ev : events) HandleEvent(ev);
+  TakeUnresolved();
   LearnNeighbors();
   // Ports whose grace period ended go back to the end of their pool.
   // Tokens grow in release order: once one grace period is not over, the later ones
@@ -747,11 +836,13 @@ void SessionManager::Tick() {
   // Retries are a second apart: look at the (possibly long) list every 50 ms only.
   if (now >= next_resolution_scan_) {
     next_resolution_scan_ = now + std::chrono::milliseconds(50);
+    AgeHeld(now);
     for (auto it = resolving_.begin(); it != resolving_.end();) {
       if (now >= it->second.next_try) {
         if (it->second.tries >= 10) {
           spdlog::warn("no ARP/NDP answer from {} on port {}", it->first.address.ToString(),
                        config_.ports[it->first.port_index].name);
+          ReleaseHeld(it->first, nullptr);
           it = resolving_.erase(it);
           continue;
         }

@@ -20,6 +20,8 @@
 #include "controlplane/session_types.h"
 #include "dataplane/dataplane.h"
 
+struct rte_mbuf;
+
 namespace karl {
 
 class SessionManager {
@@ -37,7 +39,15 @@ class SessionManager {
   // grace periods (ports come back only after every worker let go), media timeouts.
   void Tick();
 
+  // Frees the media held for unresolved neighbors. Call before the dataplane closes
+  // (its mbufs go back to the dataplane's pool); the destructor does it too.
+  void DropHeldPackets();
+
   size_t active_sessions() const { return active_; }
+  // Media held while ARP/NDP resolved its next hop: sent once answered, dropped when
+  // the hold ran out, the queue was full or no answer came.
+  uint64_t unresolved_sent() const { return unresolved_sent_; }
+  uint64_t unresolved_dropped() const { return unresolved_dropped_; }
   size_t free_port_pairs() const;
   uint64_t sessions_created() const { return created_total_; }
   uint64_t sessions_ended_timeout() const { return ended_timeout_; }
@@ -109,11 +119,19 @@ class SessionManager {
   void PublishLeg(Session& s, size_t leg);  // the two streams that receive on leg `leg`
   dp::Egress EgressToward(const Leg& to, bool rtcp) const;
   std::optional<IpAddress> NextHop(const Leg& leg) const;
+  std::optional<IpAddress> NextHopFor(size_t port_index, const IpAddress& destination) const;
   void RefreshMac(Leg& leg);
   void SendResolution(size_t port_index, const IpAddress& target);
   void HandleEvent(const dp::WorkerEvent& ev);
   void HandleLatched(const dp::WorkerEvent& ev, const StreamRef& ref);
   void LearnNeighbors();
+  void StartResolution(const NeighborKey& key);
+  // Media the workers could not address yet (no next-hop MAC): send it when the MAC is
+  // known, else hold it (per neighbor, bounded) and resolve.
+  void TakeUnresolved();
+  // Sends (mac) or drops (nullptr) what is held for `key`.
+  void ReleaseHeld(const NeighborKey& key, const MacAddress* mac);
+  void AgeHeld(std::chrono::steady_clock::time_point now);
   void EndSession(Session& s, const std::string& reason);
   SessionInfo Describe(const Session& s) const;
   StreamStats ReadStream(uint32_t id) const;
@@ -128,6 +146,19 @@ class SessionManager {
   std::vector<PendingRelease> pending_releases_;
   std::map<NeighborKey, MacAddress> neighbors_;
   std::map<NeighborKey, Resolution> resolving_;
+  // Like a kernel's unresolved-neighbor queue (Linux: neigh unres_qlen): a few packets
+  // per next hop, for at most kHoldTime.
+  struct HeldPacket {
+    rte_mbuf* m;
+    std::chrono::steady_clock::time_point since;
+  };
+  static constexpr size_t kMaxHeldPerNeighbor = 64;
+  static constexpr size_t kMaxHeld = 4096;
+  static constexpr std::chrono::seconds kHoldTime{3};
+  std::map<NeighborKey, std::deque<HeldPacket>> held_;
+  size_t held_total_ = 0;
+  uint64_t unresolved_sent_ = 0;
+  uint64_t unresolved_dropped_ = 0;
   std::chrono::steady_clock::time_point last_timeout_check_;
   std::chrono::steady_clock::time_point next_resolution_scan_;
   size_t active_ = 0;

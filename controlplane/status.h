@@ -62,6 +62,8 @@ struct StatusSnapshot {
   uint64_t sessions_created = 0;    // since start
   uint64_t sessions_timed_out = 0;  // ended by media timeout since start
   uint64_t free_port_pairs = 0;     // local RTP/RTCP pairs free on all addresses
+  uint64_t unresolved_sent = 0;     // media held for ARP/NDP, then sent
+  uint64_t unresolved_dropped = 0;  // media held for ARP/NDP, then dropped
 };
 
 }  // namespace karl

@@ -239,13 +239,20 @@ inline DropReason ValidateMedia(WorkerState* w, const MediaPacket& mp, uint64_t 
 inline DropReason EmitMedia(WorkerState* w, MediaPacket& mp, bool payload_changed,
                             uint64_t now_tsc) noexcept {
   const Egress& egress = (mp.rtcp && mp.cfg->rtcp_mux) ? mp.cfg->rtcp_egress : mp.cfg->egress;
-  const DropReason r =
-      RewriteForEgress(mp.m, mp.p, egress, w->egress_ports[egress.port_index], payload_changed);
+  bool unresolved = false;
+  const DropReason r = RewriteForEgress(mp.m, mp.p, egress, w->egress_ports[egress.port_index],
+                                        payload_changed, &unresolved);
   if (r != DropReason::kCount) return r;
+  if (unresolved) {
+    // The control plane holds it until the next hop answers ARP/NDP (the first packets
+    // of a call toward a new neighbor), as a kernel's neighbor queue would.
+    mp.m->port = egress.port_index;
+    if (rte_ring_sp_enqueue(w->unresolved, mp.m) != 0) return DropReason::kNoNeighbor;
+  }
   mp.acct->packets.Add(1);
   mp.acct->bytes.Add(mp.rx_len);
   mp.acct->last_tsc.Set(now_tsc);
-  Transmit(w, egress.port_index, mp.m);
+  if (!unresolved) Transmit(w, egress.port_index, mp.m);
   return DropReason::kCount;
 }
 
@@ -729,6 +736,8 @@ absl::Status Dataplane::Init(const Settings& settings) {
         rte_ring_create(absl::StrCat("karl_hof_", index).c_str(), 4096, sock, RING_F_SC_DEQ);
     w->events = rte_ring_create_elem(absl::StrCat("karl_evt_", index).c_str(), sizeof(WorkerEvent),
                                      4096, sock, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    w->unresolved = rte_ring_create(absl::StrCat("karl_unr_", index).c_str(), 512, sock,
+                                    RING_F_SP_ENQ | RING_F_SC_DEQ);
     w->flows = flows_;
     w->rcu = rcu_;
     w->streams = &streams_;
@@ -742,7 +751,7 @@ absl::Status Dataplane::Init(const Settings& settings) {
       return absl::InternalError(absl::StrCat("cannot create the SRTP engine of worker ", index));
     }
     if (w->exceptions == nullptr || w->to_transmit == nullptr || w->handoff == nullptr ||
-        w->events == nullptr) {
+        w->events == nullptr || w->unresolved == nullptr) {
       workers_.push_back(std::move(w));
       Close();
       return absl::ResourceExhaustedError(
@@ -951,7 +960,7 @@ void Dataplane::Stop() {
 void Dataplane::Close() {
   Stop();
   for (auto& w : workers_) {
-    for (rte_ring* r : {w->exceptions, w->to_transmit, w->handoff}) {
+    for (rte_ring* r : {w->exceptions, w->to_transmit, w->handoff, w->unresolved}) {
       if (r == nullptr) continue;
       void* m;
       while (rte_ring_sc_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
@@ -1010,6 +1019,23 @@ unsigned Dataplane::ServiceExceptions(unsigned budget) {
     }
   }
   return handled;
+}
+
+void Dataplane::TakeUnresolved(std::vector<UnresolvedPacket>* out, unsigned budget) {
+  void* burst[32];
+  unsigned taken = 0;
+  for (auto& w : workers_) {
+    while (taken < budget) {
+      const unsigned n =
+          rte_ring_sc_dequeue_burst(w->unresolved, burst, std::min(32u, budget - taken), nullptr);
+      if (n == 0) break;
+      for (unsigned i = 0; i < n; ++i) {
+        auto* m = static_cast<rte_mbuf*>(burst[i]);
+        out->push_back(UnresolvedPacket{m, m->port});
+      }
+      taken += n;
+    }
+  }
 }
 
 void Dataplane::SendThroughWorker(WorkerState& w, rte_mbuf* m) {

@@ -111,8 +111,12 @@ struct alignas(kCacheLine) WorkerState {
   rte_ring* to_transmit = nullptr;  // SP (control plane) / SC (this worker): ARP/ICMP answers
   rte_ring* handoff = nullptr;      // MP (other workers) / SC: packets of streams we own
   rte_ring* events = nullptr;       // SP / SC (control plane): WorkerEvent elements
-  rte_hash* flows = nullptr;        // read-only here
-  rte_rcu_qsbr* rcu = nullptr;      // this worker reports quiescence every loop
+  // SP / SC (control plane): media rewritten toward a peer whose next-hop MAC is not
+  // known yet (m->port = egress port index); the control plane sends it once ARP/NDP
+  // answers. Full: dropped as no_neighbor.
+  rte_ring* unresolved = nullptr;
+  rte_hash* flows = nullptr;    // read-only here
+  rte_rcu_qsbr* rcu = nullptr;  // this worker reports quiescence every loop
   StreamTable* streams = nullptr;
   WorkerState* const* all_workers = nullptr;  // to find an owner's handoff ring
   double ns_per_tsc = 0;
@@ -160,6 +164,13 @@ class Dataplane {
   // request (its to_transmit ring); frees the rest.
   unsigned ServiceExceptions(unsigned budget);
   const ExceptionCounters& exception_counters() const { return exception_counters_; }
+  // Media the workers could not send for want of a next-hop MAC (see
+  // WorkerState::unresolved), up to `budget` packets; the caller owns them.
+  struct UnresolvedPacket {
+    rte_mbuf* m;
+    size_t port_index;
+  };
+  void TakeUnresolved(std::vector<UnresolvedPacket>* out, unsigned budget);
   // Neighbors seen in ARP requests/replies and NDP messages to us since the last call.
   std::vector<LearnedNeighbor> TakeLearnedNeighbors() { return std::move(learned_); }
 

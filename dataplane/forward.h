@@ -67,11 +67,18 @@ inline uint16_t FullUdpChecksum(const uint8_t* src, const uint8_t* dst, uint8_t 
 // Rewrites `m` in place for `e` and returns kCount on success, else the drop reason.
 // `p` is what ClassifyPacket found for the incoming frame. With `payload_changed` (an
 // SRTP transform rewrote the payload and set the UDP length) the UDP checksum is
-// computed afresh instead of updated.
+// computed afresh instead of updated. Without a next-hop MAC (`e.have_mac` false): with
+// `unresolved` null the packet is dropped (no_neighbor); else it is rewritten with a
+// zero destination MAC, *unresolved is set, and the caller hands it to the control
+// plane, which holds it until ARP/NDP answers (the frame starts with the MAC to fill).
 inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egress& e,
-                                   const EgressPort& port, bool payload_changed = false) noexcept {
+                                   const EgressPort& port, bool payload_changed = false,
+                                   bool* unresolved = nullptr) noexcept {
   if (e.family == 0) return DropReason::kNoPeer;
-  if (!e.have_mac) return DropReason::kNoNeighbor;
+  if (!e.have_mac) {
+    if (unresolved == nullptr) return DropReason::kNoNeighbor;
+    *unresolved = true;
+  }
   uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
   auto* udp = reinterpret_cast<rte_udp_hdr*>(frame + p.l4_offset);
   const uint16_t udp_len = rte_be_to_cpu_16(udp->dgram_len);

@@ -633,8 +633,23 @@ TEST_F(RelayTest, InvalidMediaAndMissingDestinationsAreDroppedWithReasons) {
   EXPECT_TRUE(WaitUntil([&] { return StreamDrops(rtcp_id, DropReason::kRtcpMalformed) == 1; }));
   Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30002, test::RtpPayload(1)}));
   EXPECT_TRUE(WaitUntil([&] { return StreamDrops(no_peer_id, DropReason::kNoPeer) == 1; }));
+  // No next-hop MAC yet: rewritten all the same and handed to the control plane, which
+  // holds it until ARP/NDP answers (D21); not a drop.
   Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30004, test::RtpPayload(1)}));
-  EXPECT_TRUE(WaitUntil([&] { return StreamDrops(no_mac_id, DropReason::kNoNeighbor) == 1; }));
+  std::vector<Dataplane::UnresolvedPacket> held;
+  EXPECT_TRUE(WaitUntil([&] {
+    dp_.TakeUnresolved(&held, 8);
+    return !held.empty();
+  }));
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].port_index, 0u);
+  const auto* f = rte_pktmbuf_mtod(held[0].m, const uint8_t*);
+  const Bytes want = Expected(kOurV4b, 30102, kFarV4, 50000, test::RtpPayload(1));
+  // Everything but the destination MAC, which the control plane fills in.
+  EXPECT_EQ(Bytes(f + 6, f + held[0].m->data_len), Bytes(want.begin() + 6, want.end()));
+  rte_pktmbuf_free(held[0].m);
+  EXPECT_EQ(StreamDrops(no_mac_id, DropReason::kNoNeighbor), 0u);
+  EXPECT_EQ(dp_.stream_state(no_mac_id).packets.Read(), 1u);
   Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30006, test::RtpPayload(1)}));
   EXPECT_TRUE(WaitUntil([&] { return Drops(DropReason::kNoSession) == 1; }));
   EXPECT_EQ(rte_ring_count(tx_), 0u);

@@ -173,6 +173,30 @@ class RelayTest(unittest.TestCase):
         finally:
             http_json("DELETE", self.api + "/sessions/" + s["id"])
 
+    def test_first_packets_wait_for_a_new_neighbor(self):
+        """Media toward a next hop Karl has not resolved yet is held (like a kernel's
+        neighbor queue) and sent once ARP answers: none of the first packets is lost.
+        B only takes the address 203.0.113.9 after A has sent, so every packet has to
+        wait for Karl's ARP retry."""
+        s = self.create("198.51.100.2", 40910, "203.0.113.9", 40912)
+        self.addCleanup(self.b.run, "ip", "addr", "del", "203.0.113.9/24", "dev",
+                        self.b.veth_ns, check=False)
+        held_before = self.metric("karl_neighbor_held_sent_total")
+        l0 = s["legs"][0]["local"]
+        n = 20
+        peer(self.a, "send", "198.51.100.2", 40910, l0["address"], l0["port"], n, 0x77, 400)
+        time.sleep(0.3)
+        self.b.run("ip", "addr", "add", "203.0.113.9/24", "dev", self.b.veth_ns)
+        rx = peer_bg(self.b, "recv", "203.0.113.9", 40912, n, 8)
+        res = json.loads(rx.communicate(timeout=20)[0].strip().splitlines()[-1])
+        self.assertEqual(res["count"], n, res)
+        self.assertTrue(res["in_order"] and res["intact"], res)
+        self.assertGreaterEqual(self.metric("karl_neighbor_held_sent_total") - held_before, n)
+        status, got, _ = http_json("GET", self.api + "/sessions/" + s["id"])
+        self.assertEqual(got["legs"][0]["stats"]["rtp"]["drops_by_reason"].get("no_neighbor", 0),
+                         0, got["legs"][0]["stats"])
+        http_json("DELETE", self.api + "/sessions/" + s["id"])
+
     def test_latching_without_given_peer(self):
         # Leg 0 has no peer: Karl learns it from A's first packet.
         body = {"call_id": "latch", "legs": [
