@@ -1022,6 +1022,9 @@ BencodeValue NgCommands::DescribeCall(const std::string& call_id,
         const int64_t last =
             st.last_packet_age_s < 0 ? 0 : NowUnix() - static_cast<int64_t>(st.last_packet_age_s);
         sd.Set("last packet", last);
+        // The suite this side's peer protects its media with (rtpengine: the stream's
+        // crypto).
+        if (leg.srtp && leg.srtp->receive) sd.Set("crypto suite", leg.srtp->receive->suite);
         BencodeValue flags = BencodeValue::StringList({rtcp ? "RTCP" : "RTP"});
         if (leg.peer) flags.Append("filled");
         if (leg.rtcp_mux && !rtcp) flags.Append("rtcp-mux");

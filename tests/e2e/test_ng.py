@@ -306,6 +306,8 @@ class NgTest(SrtpTopology):
         self.assert_clean(rb, "A (plain) -> Karl -> B (SRTP)", N)
         q = self.ng.request({"command": "query", "call-id": "ng-sdes"})
         self.assertEqual(q["tags"]["tag-b"]["medias"][0]["protocol"], "RTP/SAVP")
+        self.assertEqual(q["tags"]["tag-b"]["medias"][0]["streams"][0]["crypto suite"], suite)
+        self.assertNotIn("crypto suite", q["tags"]["tag-a"]["medias"][0]["streams"][0])
         self.assertEqual(q["tags"]["tag-a"]["medias"][0]["protocol"], "RTP/AVP")
 
     def test_e_srtp_caller_to_plain_callee_with_sdes_options(self):
