@@ -703,8 +703,12 @@ absl::StatusOr<SessionSpec> ParseSessionSpec(const std::string& body) {
 
 absl::StatusOr<SessionUpdate> ParseSessionUpdate(const std::string& body) {
   KARL_ASSIGN_OR_RETURN(const Json j, ParseJsonObject(body));
-  KARL_RETURN_IF_ERROR(CheckKeys(j, "", {"to_tag", "media_timeout_s", "legs"}));
+  KARL_RETURN_IF_ERROR(CheckKeys(j, "", {"to_tag", "media_timeout_s", "legs", "reset_stats"}));
   SessionUpdate update;
+  if (const Json* reset = Member(j, "reset_stats")) {
+    if (!reset->is_boolean()) return FieldError("reset_stats", "must be true or false");
+    update.reset_stats = reset->get<bool>();
+  }
   if (const Json* tag = Member(j, "to_tag")) {
     KARL_RETURN_IF_ERROR(RefuseNull(*tag, "to_tag"));
     std::string value;

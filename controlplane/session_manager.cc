@@ -212,6 +212,7 @@ void SessionManager::ReleaseLeg(Leg& leg) {
   for (uint32_t id : {leg.rtp_stream, leg.rtcp_stream}) {
     if (id == dp::kNoStream) continue;
     stream_refs_.erase(id);
+    stats_baselines_.erase(id);
     dp_->RetireStream(id);
   }
   dp_->RemoveFlow(KeyFor(leg.local, leg.rtp_port));
@@ -521,6 +522,15 @@ absl::StatusOr<SessionInfo> SessionManager::Update(const std::string& id, const 
   }
   if (u.to_tag) s.to_tag = *u.to_tag;
   if (u.media_timeout_s) s.media_timeout_s = *u.media_timeout_s;
+  if (u.reset_stats) {
+    // The workers own the counters; the control plane keeps where they stood and
+    // reports the difference.
+    for (const Leg& l : s.legs) {
+      for (uint32_t id : {l.rtp_stream, l.rtcp_stream}) {
+        if (id != dp::kNoStream) stats_baselines_[id] = ReadStreamRaw(id);
+      }
+    }
+  }
   for (size_t i = 0; i < u.legs.size(); ++i) {
     if (!u.legs[i]) continue;
     const LegUpdate& lu = *u.legs[i];
@@ -597,6 +607,22 @@ void SessionManager::EndSession(Session& s, const std::string& reason) {
 }
 
 StreamStats SessionManager::ReadStream(uint32_t id) const {
+  StreamStats out = ReadStreamRaw(id);
+  auto base = stats_baselines_.find(id);
+  if (base == stats_baselines_.end()) return out;
+  // Since the last reset_stats: cumulative fields minus what they were then.
+  const StreamStats& b = base->second;
+  out.packets -= b.packets;
+  out.bytes -= b.bytes;
+  out.drops -= b.drops;
+  for (size_t r = 0; r < kDropReasonCount; ++r) out.drops_by_reason[r] -= b.drops_by_reason[r];
+  out.ssrc_changes -= b.ssrc_changes;
+  out.expected -= std::min(out.expected, b.expected);
+  out.lost -= b.lost;
+  return out;
+}
+
+StreamStats SessionManager::ReadStreamRaw(uint32_t id) const {
   StreamStats out;
   if (id == dp::kNoStream) return out;
   const dp::StreamState& st = dp_->stream_state(id);

@@ -134,7 +134,8 @@ class SessionManager {
   void AgeHeld(std::chrono::steady_clock::time_point now);
   void EndSession(Session& s, const std::string& reason);
   SessionInfo Describe(const Session& s) const;
-  StreamStats ReadStream(uint32_t id) const;
+  StreamStats ReadStream(uint32_t id) const;     // since the last reset_stats
+  StreamStats ReadStreamRaw(uint32_t id) const;  // since the stream was created
   void CheckTimeouts();
 
   const Config& config_;
@@ -143,6 +144,7 @@ class SessionManager {
   std::map<std::string, std::unique_ptr<Session>> sessions_;  // active and recently ended
   std::deque<std::string> ended_order_;                       // oldest ended first
   std::map<uint32_t, StreamRef> stream_refs_;
+  std::map<uint32_t, StreamStats> stats_baselines_;  // per stream, at its last reset_stats
   std::vector<PendingRelease> pending_releases_;
   std::map<NeighborKey, MacAddress> neighbors_;
   std::map<NeighborKey, Resolution> resolving_;

@@ -79,6 +79,10 @@ struct SessionUpdate {
   std::optional<std::string> to_tag;
   std::vector<std::optional<LegUpdate>> legs;  // by leg index; nullopt = unchanged
   std::optional<uint32_t> media_timeout_s;
+  // Restarts the session's per-stream statistics from zero (packets, bytes, drops,
+  // SSRC changes, expected/lost); jitter, SSRC and last-packet age stay current. The
+  // karl_dp_* Prometheus counters are not affected (they only grow).
+  bool reset_stats = false;
 };
 
 // Statistics of media received on one local port (one direction).

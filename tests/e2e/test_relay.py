@@ -289,6 +289,32 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertIsNone(self.karl.proc.poll(), "karl-dp died")
 
+    def test_reset_stats_restarts_the_session_counters(self):
+        s = self.create("198.51.100.2", 40920, "203.0.113.2", 40922)
+        self.addCleanup(http_json, "DELETE", self.api + "/sessions/" + s["id"])
+        self.relay_both_ways(s, "198.51.100.2", 40920, "203.0.113.2", 40922)
+        url = self.api + "/sessions/" + s["id"]
+        status, got, _ = http_json("GET", url)
+        self.assertGreaterEqual(got["legs"][0]["stats"]["rtp"]["packets"], N)
+        status, body, _ = http_json("PATCH", url, {"reset_stats": "yes"})
+        self.assertEqual((status, body["error"]["field"]), (400, "reset_stats"), body)
+        status, got, _ = http_json("PATCH", url, {"reset_stats": True})
+        self.assertEqual(status, 200, got)
+        for leg in got["legs"]:
+            for kind in ("rtp", "rtcp"):
+                st = leg["stats"][kind]
+                self.assertEqual((st["packets"], st["bytes"], st["drops"], st["expected"],
+                                  st["lost"]), (0, 0, 0, 0, 0), st)
+        self.assertEqual(got["legs"][0]["stats"]["rtp"]["ssrc"], 0x4B41524C)  # still current
+        rx = peer_bg(self.b, "recv", "203.0.113.2", 40922, 10, 20)
+        time.sleep(0.3)
+        l0 = s["legs"][0]["local"]
+        peer(self.a, "send", "198.51.100.2", 40920, l0["address"], l0["port"], 10, 0x4B41524C)
+        rx.communicate(timeout=30)
+        status, got, _ = http_json("GET", url)
+        self.assertEqual(got["legs"][0]["stats"]["rtp"]["packets"], 10, got["legs"][0]["stats"])
+        self.assertEqual(got["legs"][1]["stats"]["rtp"]["packets"], 0)
+
     def test_rest_errors(self):
         status, body, _ = http_json("POST", self.api + "/sessions", {"call_id": "x", "legs": [{}]})
         self.assertEqual(status, 400)
