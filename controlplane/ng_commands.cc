@@ -1047,7 +1047,8 @@ BencodeValue NgCommands::DescribeCall(const std::string& call_id,
           BencodeValue mos;
           mos.Set("MOS",
                   static_cast<int64_t>(std::lround(EstimateMos(st.jitter_ms, loss_pct, 0) * 10)));
-          mos.Set("round-trip time", 0);
+          mos.Set("round-trip time", 0);  // no RTCP RTT yet
+          mos.Set("round-trip time leg", 0);
           mos.Set("jitter", static_cast<int64_t>(std::lround(st.jitter_ms)));
           mos.Set("packet loss", static_cast<int64_t>(std::lround(loss_pct)));
           BencodeValue entry;
