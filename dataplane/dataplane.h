@@ -4,7 +4,6 @@
 #pragma once
 
 #include <rte_ethdev.h>
-#include <rte_hash.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
@@ -115,8 +114,8 @@ struct alignas(kCacheLine) WorkerState {
   // known yet (m->port = egress port index); the control plane sends it once ARP/NDP
   // answers. Full: dropped as no_neighbor.
   rte_ring* unresolved = nullptr;
-  rte_hash* flows = nullptr;    // read-only here
-  rte_rcu_qsbr* rcu = nullptr;  // this worker reports quiescence every loop
+  const std::atomic<uint32_t>* flow_slots = nullptr;  // read-only here (see Dataplane)
+  rte_rcu_qsbr* rcu = nullptr;                        // this worker reports quiescence every loop
   StreamTable* streams = nullptr;
   WorkerState* const* all_workers = nullptr;  // to find an owner's handoff ring
   double ns_per_tsc = 0;
@@ -221,7 +220,15 @@ class Dataplane {
 
   Settings settings_;
   rte_mempool* pool_ = nullptr;
-  rte_hash* flows_ = nullptr;
+  // The flow table: stream id (kNoStream = none) per (local address, UDP port in the
+  // RTP range), indexed as PortContext describes (D22). Written by the control plane
+  // (release), read by the workers (acquire); a stream id read just before a removal
+  // stays valid through the grace period its retirement starts.
+  std::atomic<uint32_t>* flow_slots_ = nullptr;
+  uint64_t flow_slot_count_ = 0;
+  uint32_t flow_addresses_ = 0;  // local addresses over all ports (slot rows)
+  // The slots of `key` (one per port listing its address; none outside the RTP range).
+  std::vector<uint64_t> FlowSlots(const FlowKey& key) const;
   rte_rcu_qsbr* rcu_ = nullptr;
   StreamTable streams_;
   std::vector<uint32_t> free_streams_;

@@ -33,17 +33,26 @@ struct PortContext {
   rte_be32_t v4[kMaxAddressesPerPort] = {};
   uint8_t v6[kMaxAddressesPerPort][16] = {};
 
-  bool IsOurV4(rte_be32_t a) const noexcept {
+  // The flow table is indexed directly (Dataplane): slot = (flow_base + address index)
+  // x flow_range + (UDP port - rtp_port_min), the address index counting this port's
+  // IPv4 addresses first, then its IPv6 ones.
+  uint32_t flow_base = 0;
+  uint32_t flow_range = 0;
+
+  bool IsOurV4(rte_be32_t a) const noexcept { return V4Index(a) >= 0; }
+  bool IsOurV6(const uint8_t* a) const noexcept { return V6Index(a) >= 0; }
+  // The address's index in v4[] / v6[], or -1.
+  int V4Index(rte_be32_t a) const noexcept {
     for (unsigned i = 0; i < v4_count; ++i) {
-      if (v4[i] == a) return true;
+      if (v4[i] == a) return static_cast<int>(i);
     }
-    return false;
+    return -1;
   }
-  bool IsOurV6(const uint8_t* a) const noexcept {
+  int V6Index(const uint8_t* a) const noexcept {
     for (unsigned i = 0; i < v6_count; ++i) {
-      if (std::memcmp(v6[i], a, 16) == 0) return true;
+      if (std::memcmp(v6[i], a, 16) == 0) return static_cast<int>(i);
     }
-    return false;
+    return -1;
   }
 };
 
@@ -61,6 +70,8 @@ struct ParsedPacket {
   uint8_t ip_version = 0;  // 4 or 6
   uint8_t l4_proto = 0;
   DropReason drop = DropReason::kCount;
+  uint32_t local_index = 0;  // kUdp: flow_base + the destination address's index
+  uint32_t flow_slot = 0;    // kUdp: the flow table slot of (destination address, port)
 };
 
 namespace detail {
@@ -162,6 +173,7 @@ inline Verdict ClassifyUdp(const rte_mbuf* m, const PortContext& port, const uin
     return Drop(p, DropReason::kUdpToControlPort);
   }
   p->udp_payload_len = static_cast<uint16_t>(udp_len - sizeof(rte_udp_hdr));
+  p->flow_slot = p->local_index * port.flow_range + (dport - port.rtp_port_min);
   return Verdict::kUdp;
 }
 
@@ -211,7 +223,9 @@ inline Verdict ClassifyPacket(const rte_mbuf* m, const PortContext& port,
     if ((ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0) {
       return Drop(p, DropReason::kFragment);
     }
-    if (!port.IsOurV4(ip->dst_addr)) return Drop(p, DropReason::kNotForUs);
+    const int local = port.V4Index(ip->dst_addr);
+    if (local < 0) return Drop(p, DropReason::kNotForUs);
+    p->local_index = port.flow_base + static_cast<uint32_t>(local);
     p->l4_offset = static_cast<uint16_t>(off + ihl);
     p->l4_proto = ip->next_proto_id;
     if (ip->next_proto_id == IPPROTO_UDP) {
@@ -249,7 +263,9 @@ inline Verdict ClassifyPacket(const rte_mbuf* m, const PortContext& port,
     if (nh == IPPROTO_ICMPV6 && (multicast || port.IsOurV6(ip->dst_addr))) {
       return Verdict::kException;  // NDP (to solicited-node multicast) and echo
     }
-    if (!port.IsOurV6(ip->dst_addr)) return Drop(p, DropReason::kNotForUs);
+    const int local = port.V6Index(ip->dst_addr);
+    if (local < 0) return Drop(p, DropReason::kNotForUs);
+    p->local_index = port.flow_base + port.v4_count + static_cast<uint32_t>(local);
     if (nh == IPPROTO_UDP) return detail::ClassifyUdp(m, port, frame, ip, end - l4, p);
     return Drop(p, DropReason::kUnsupportedProtocol);
   }
