@@ -286,6 +286,11 @@ BencodeValue* BencodeValue::Find(std::string_view key) {
 BencodeValue& BencodeValue::Set(std::string_view key, BencodeValue value) {
   Dictionary* d = std::get_if<Dictionary>(&value_);
   if (d == nullptr) Die("Set() on a value that is not a dictionary");
+  // Replies are mostly built in key order: append without a search or a shift.
+  if (d->empty() || d->back().first < key) {
+    if (d->capacity() == 0) d->reserve(8);
+    return d->emplace_back(std::string(key), std::move(value)).second;
+  }
   auto it = std::lower_bound(d->begin(), d->end(), key,
                              [](const Entry& e, std::string_view k) { return e.first < k; });
   if (it != d->end() && it->first == key) {

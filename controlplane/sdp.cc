@@ -25,8 +25,25 @@ absl::Status LineError(int line, absl::string_view what) {
 }
 
 // Fields separated by one or more spaces (RFC 8866 wants exactly one; tolerate more).
+// Splits at spaces into at most `max` fields; returns how many fields there are (which
+// may exceed `max`: only the first `max` are stored). No allocation.
+size_t SplitFields(std::string_view s, std::string_view* out, size_t max) {
+  size_t n = 0;
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && s[i] == ' ') ++i;
+    if (i == s.size()) break;
+    const size_t end = std::min(s.find(' ', i), s.size());
+    if (n < max) out[n] = s.substr(i, end - i);
+    ++n;
+    i = end;
+  }
+  return n;
+}
+
 std::vector<std::string_view> Fields(std::string_view s) {
   std::vector<std::string_view> out;
+  out.reserve(8);
   size_t i = 0;
   while (i < s.size()) {
     while (i < s.size() && s[i] == ' ') ++i;
@@ -54,8 +71,8 @@ std::optional<uint32_t> ParseNumber(std::string_view s, uint32_t max) {
 // Parsers for single lines' values; their errors lack the line number (callers add it).
 
 absl::StatusOr<SdpConnection> ParseConnection(std::string_view value, absl::string_view what) {
-  const std::vector<std::string_view> f = Fields(value);
-  if (f.size() != 3) {
+  std::string_view f[3];
+  if (SplitFields(value, f, 3) != 3) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " must be '<nettype> <addrtype> <address>', got ", Quote(value)));
   }
