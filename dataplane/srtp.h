@@ -1,9 +1,10 @@
 // SRTP/SRTCP per-stream crypto context: RFC 3711 framing done by Karl, the ciphers run by
 // one of three engines (config `srtp.engine`, SrtpEngineKind).
 //
-// Implements RFC 3711 (SRTP: §3.3 packet processing, §3.3.1 index/ROC estimation with
-// Appendix A, §3.3.2 replay list, §3.4 SRTCP, §4.1.1 AES-CM, §4.2 HMAC-SHA1, §4.3 key
-// derivation with key_derivation_rate 0, §9.2 key lifetime), RFC 6188 (AES-256-CM suites)
+// Implements RFC 3711 (SRTP: §3.2.3 a crypto context per SSRC, §3.3 packet processing,
+// §3.3.1 index/ROC estimation with Appendix A, §3.3.2 replay list, §3.4 SRTCP, §4.1.1
+// AES-CM, §4.2 HMAC-SHA1, §4.3 key derivation with key_derivation_rate 0, §9.2 key
+// lifetime), RFC 6188 (AES-256-CM suites)
 // and RFC 7714 (AEAD_AES_128_GCM / AEAD_AES_256_GCM for SRTP §8 and SRTCP §9, keys §11).
 // Suite parameters follow RFC 4568 §6.2, RFC 6188 §7 and RFC 7714 §12.
 //
@@ -30,6 +31,7 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -37,6 +39,9 @@
 struct rte_crypto_op;
 
 namespace karl::dp {
+
+// The transform a job asks for (SrtpJob::op, srtp_engine.h).
+enum class SrtpOp : uint8_t { kProtect, kUnprotect, kProtectRtcp, kUnprotectRtcp };
 
 enum class SrtpSuite : uint8_t {
   kAesCm128HmacSha1_80,  // RFC 4568 §6.2.1
@@ -165,8 +170,9 @@ class alignas(64) SrtpContext {
   // CSRC list and extension). Encrypts the payload, appends MKI and tag; *len grows by
   // TrailerLen(). capacity is the writable size of pkt.
   SrtpStatus Protect(uint8_t* pkt, uint32_t* len, uint32_t capacity) noexcept;
-  // Verifies, decrypts and strips the trailer; ROC, highest index and the replay window
-  // change only once the packet authenticates (RFC 3711 §3.3 step 5-6). On any status
+  // Verifies, decrypts and strips the trailer; ROC, highest index and the replay window of
+  // the packet's SSRC change (and a new SSRC gets its slot) only once the packet
+  // authenticates (RFC 3711 §3.3 step 5-6). On any status
   // but kOk the packet's bytes are unspecified (it may have been decrypted in place).
   SrtpStatus Unprotect(uint8_t* pkt, uint32_t* len) noexcept;
 
@@ -180,18 +186,59 @@ class alignas(64) SrtpContext {
   uint32_t RtpTrailerLen() const noexcept { return mki_len_ + rtp_tag_len_; }
   uint32_t RtcpTrailerLen() const noexcept { return 4 + mki_len_ + rtcp_tag_len_; }
 
-  // ROC to use for the first packet of a stream (signalled out of band, e.g. on re-keying
-  // a stream in progress). Only before the first packet in that direction. kLibsrtp:
-  // ignored (libsrtp2 2.5 has no API to set it; its streams start at ROC 0).
-  void SetInitialRoc(uint32_t roc) noexcept { initial_roc_ = roc; }
-  // SRTCP index of the next ProtectRtcp (RFC 3711 §3.4 starts at 0; libsrtp starts at 1).
-  // kLibsrtp: ignored (libsrtp2 numbers its SRTCP packets itself).
-  void SetNextSrtcpIndex(uint32_t index) noexcept { srtcp_next_index_ = index; }
+  // Crypto state is kept per SSRC (RFC 3711 §3.2.3: the context is keyed by SSRC; the
+  // session keys, kdr 0, are the same for all): up to kSsrcSlots SSRCs per direction of
+  // the RTP half (sender: ROC || highest SEQ sent; receiver: highest index and replay list)
+  // and as many sender SSRCs per direction of the SRTCP half (next SRTCP index; replay
+  // list). A new SSRC takes a free slot, else the least recently used one, whose state is
+  // forgotten: an evicted SSRC that comes back starts afresh (ROC 0, empty replay list).
+  // An unprotect installs its SSRC only once the packet authenticates, so a forged packet
+  // never evicts a live SSRC. Slots are owned like the halves they belong to (D18).
+  static constexpr uint32_t kSsrcSlots = 4;
 
-  // The last accepted / sent extended index (ROC << 16 | SEQ); for tests and stats.
-  // kLibsrtp: Karl's own bookkeeping of the packets libsrtp2 accepted / sent.
-  uint64_t highest_rx_index() const noexcept { return rtp_window_.highest(); }
-  uint64_t highest_tx_index() const noexcept { return tx_highest_; }
+  // ROC of the first SSRC of each direction (signalled out of band, e.g. on re-keying a
+  // stream in progress). SSRCs after it start at ROC 0 (RFC 3711 §3.3.1). Only before the
+  // first packet. kLibsrtp: ignored (libsrtp2 2.5 has no API to set it; its streams start
+  // at ROC 0).
+  void SetInitialRoc(uint32_t roc) noexcept {
+    tx_first_roc_ = roc;
+    rx_first_roc_ = roc;
+  }
+  // SRTCP index of the first ProtectRtcp of each sender SSRC (RFC 3711 §3.4 starts at 0;
+  // libsrtp starts every SSRC at 1); SSRCs that already sent keep counting. kLibsrtp:
+  // ignored (libsrtp2 numbers its SRTCP packets itself).
+  void SetNextSrtcpIndex(uint32_t index) noexcept { srtcp_first_index_ = index; }
+
+  // The extended index (ROC << 16 | SEQ) last accepted / sent for the SSRC that was used
+  // last (0 before any), or for a given SSRC (nullopt if it has no slot); for tests and
+  // stats. kLibsrtp: Karl's own bookkeeping of the packets libsrtp2 accepted / sent.
+  uint64_t highest_rx_index() const noexcept {
+    const RxSlot& s = rx_slots_[rx_order_ & 3];
+    return s.used ? s.highest : 0;
+  }
+  uint64_t highest_tx_index() const noexcept {
+    const TxSlot& s = tx_slots_[tx_order_ & 3];
+    return s.used ? s.highest() : 0;
+  }
+  std::optional<uint64_t> highest_rx_index(uint32_t ssrc) const noexcept;
+  std::optional<uint64_t> highest_tx_index(uint32_t ssrc) const noexcept;
+
+  // RFC 3711 §9.2: packets under this master key, all SSRCs together (kKeyExhausted at
+  // 2^48 SRTP or 2^31 SRTCP packets). SRTP counts sent and accepted packets apart (a key
+  // serves one direction, D17; the counts live on the lines each direction writes
+  // anyway): srtp_packets() is the larger. SRTCP counts both together. SetPacketCounts
+  // carries counts over (a context re-created for a key in use; both SRTP directions get
+  // `srtp`) and lets tests reach the limits. kLibsrtp: counted here, enforced by
+  // libsrtp2's own key limit.
+  uint64_t srtp_packets() const noexcept {
+    return tx_packets_ > rx_packets_ ? tx_packets_ : rx_packets_;
+  }
+  uint64_t srtcp_packets() const noexcept { return srtcp_packets_; }
+  void SetPacketCounts(uint64_t srtp, uint64_t srtcp) noexcept {
+    tx_packets_ = srtp;
+    rx_packets_ = srtp;
+    srtcp_packets_ = srtcp;
+  }
   const SrtpSessionKeys& rtp_keys() const noexcept { return rtp_.keys; }
   const SrtpSessionKeys& rtcp_keys() const noexcept { return rtcp_.keys; }
 
@@ -201,9 +248,9 @@ class alignas(64) SrtpContext {
     uint32_t outer[5];
   };
 
-  // RFC 3711 §3.3.2 replay list as a ring bitmap over the last `size` indices. Owned by
-  // the worker together with its context. Up to 128 indices (the default) the bitmap is
-  // inside the object, so checking a packet reads no other allocation.
+  // RFC 3711 §3.3.2 replay list as a ring bitmap over the last `size` indices: the
+  // algorithm each SSRC slot runs on its own bitmap (ReplayCheck / ReplayAccept in
+  // srtp.cc), as one standalone window for the reference-model test.
   class ReplayWindow {
    public:
     ReplayWindow() = default;
@@ -237,7 +284,43 @@ class alignas(64) SrtpContext {
     void* enc = nullptr;  // EVP_CIPHER_CTX*, encrypt direction (AES-CTR or GCM)
     void* dec = nullptr;  // EVP_CIPHER_CTX*, GCM decrypt direction (unused for CTR)
   };
-  enum : uint8_t { kRtp = 0, kRtcp = 1, kProtectDir = 0, kUnprotectDir = 1 };
+  enum : uint8_t { kProtectDir = 0, kUnprotectDir = 1 };
+
+  // Per-SSRC state (see kSsrcSlots). A slot is free until `used`; it is (re)initialised
+  // whole when an SSRC takes it.
+  struct TxSlot {  // RTP sender (RFC 3711 §3.3.1: the sender keeps ROC and highest SEQ)
+    uint32_t ssrc;
+    uint32_t roc;  // ROC || SEQ of the highest index sent, in 12 octets a slot
+    uint16_t seq;
+    bool used;
+    uint64_t highest() const noexcept { return uint64_t{roc} << 16 | seq; }
+    void set_highest(uint64_t index) noexcept {
+      roc = static_cast<uint32_t>(index >> 16);
+      seq = static_cast<uint16_t>(index);
+    }
+  };
+  struct alignas(64) RxSlot {  // RTP receiver, one cache line
+    uint32_t ssrc;
+    bool used;         // = started: installed by the first authenticated packet
+    uint64_t highest;  // s_l with its ROC (§3.3.1)
+    uint64_t bits[2];  // replay ring (§3.3.2) for windows up to 128, else rx_heap_bits_
+    // kIpsecMb engine: the state as if every earlier unprotect of this SSRC in the burst
+    // `burst_epoch` authenticated (the base for estimating the next one's index).
+    uint64_t burst_epoch;
+    uint64_t burst_highest;
+  };
+  struct SrtcpTxSlot {
+    uint32_t ssrc;
+    bool used;
+    uint32_t next_index;  // SRTCP index of the next packet (§3.4)
+  };
+  struct SrtcpRxSlot {
+    uint32_t ssrc;
+    bool used;
+    uint64_t highest;  // highest SRTCP index accepted
+    uint64_t bits[2];  // replay ring for windows up to 128, else srtcp_heap_bits_
+  };
+  static_assert(sizeof(RxSlot) == 64 && sizeof(TxSlot) == 12);
 
   // How the kIpsecMb engine carries out one job (see srtp_engine.cc).
   enum class Step : uint8_t {
@@ -258,9 +341,29 @@ class alignas(64) SrtpContext {
             const SrtpSessionKeys& rtcp, std::span<const uint8_t> mki, uint32_t replay_window,
             bool srtcp, SrtpDirection direction);
   bool InitLibsrtp(const SrtpConfig& config);
-  // RFC 3711 §3.3.1 / Appendix A: the index of seq relative to the highest index.
-  SrtpStatus EstimateIndex(bool started, uint64_t highest, uint16_t seq,
-                           uint64_t* index) const noexcept;
+
+  // Per-packet slot helpers, defined (always inlined) in srtp.cc, which alone calls them.
+  // Slot of `ssrc`, or -1; the last used one is tried first. No side effect.
+  inline int FindTx(uint32_t ssrc) const noexcept;
+  inline int FindRx(uint32_t ssrc) const noexcept;
+  inline int FindSrtcpTx(uint32_t ssrc) const noexcept;
+  inline int FindSrtcpRx(uint32_t ssrc) const noexcept;
+  // RFC 3711 §3.3.1 / Appendix A: the index of seq for slot `slot` (-1: a new SSRC).
+  inline SrtpStatus EstimateTx(int slot, uint16_t seq, uint64_t* index) const noexcept;
+  inline SrtpStatus EstimateRx(int slot, uint16_t seq, uint64_t* index) const noexcept;
+  // §3.3.2 against the committed replay list of slot `slot` (a new SSRC: kOk).
+  inline SrtpStatus CheckRx(int slot, uint64_t index) const noexcept;
+  inline SrtpStatus CheckSrtcpRx(int slot, uint64_t index) const noexcept;
+  // The state moves (§3.3 step 6 / §3.4): into slot `slot`, or for -1 into a slot taken for
+  // `ssrc` (a free one, else the least recently used, reset). Counts the packet (§9.2).
+  inline void CommitTx(int slot, uint32_t ssrc, uint64_t index) noexcept;
+  inline void CommitRx(int slot, uint32_t ssrc, uint64_t index) noexcept;
+  inline void CommitSrtcpTx(int slot, uint32_t ssrc, uint32_t index) noexcept;
+  inline void CommitSrtcpRx(int slot, uint32_t ssrc, uint64_t index) noexcept;
+  inline uint64_t* RxBits(int slot) noexcept;
+  inline const uint64_t* RxBits(int slot) const noexcept;
+  inline uint64_t* SrtcpRxBits(int slot) noexcept;
+  inline const uint64_t* SrtcpRxBits(int slot) const noexcept;
 
   // The software transforms (OpenSSL AES, Karl's HMAC-SHA1): the kOpenssl engine, and
   // the fallback of kIpsecMb contexts.
@@ -279,24 +382,49 @@ class alignas(64) SrtpContext {
   // (lengths, index, IV, AAD, ROC / E||index placement) and fills op (whose m_src the
   // engine has set: pkt is `base` octets after its data start); Finish places the tag and
   // MKI or checks the tag, then checks and updates the replay state, in job order.
-  // `epoch` names the burst: several unprotects of one context in a burst estimate their
-  // index as if the earlier ones authenticate; Finish re-estimates and redoes the packet
-  // in software if that guess was wrong, so the verdicts equal one-at-a-time processing.
+  // `epoch` names the burst: several unprotects of one SSRC of a context in a burst
+  // estimate their index as if the earlier ones authenticate (per SSRC; a new SSRC's
+  // guesses live in pending_*); Finish re-estimates from the committed state and redoes
+  // the packet in software if that guess was wrong, so the verdicts equal one-at-a-time
+  // processing.
   Step Prepare(SrtpJob& job, rte_crypto_op* op, uint32_t base, uint64_t epoch, Pending* p) noexcept;
-  void Finish(SrtpJob& job, rte_crypto_op* op, const Pending& p) noexcept;
+  // Returns whether the job had to be redone in software (a device error, a wrong guess).
+  bool Finish(SrtpJob& job, rte_crypto_op* op, const Pending& p) noexcept;
   Step PrepareRtp(SrtpJob& job, rte_crypto_op* op, uint32_t base, uint64_t epoch,
                   Pending* p) noexcept;
   Step PrepareRtcp(SrtpJob& job, rte_crypto_op* op, uint32_t base, Pending* p) noexcept;
-  // Prefetches what Prepare and the device will read for this job beyond the context's
-  // first two lines (the session, the replay bitmap). The engine calls it for a whole
+  // The cache lines of the context a job of kind `op` reads first (the config line and
+  // the slot line the common case uses), before anything in them is read. Inline: the
+  // engine calls it for every job.
+  void PrefetchLines(SrtpOp op) const noexcept {
+    __builtin_prefetch(this, 0, 3);  // = rte_prefetch0
+    switch (op) {
+      case SrtpOp::kProtect:
+        __builtin_prefetch(tx_slots_, 0, 3);
+        break;
+      case SrtpOp::kUnprotect:
+        __builtin_prefetch(rx_slots_, 0, 3);  // the first SSRC's; PrefetchFor: another one
+        break;
+      case SrtpOp::kProtectRtcp:
+      case SrtpOp::kUnprotectRtcp:
+        __builtin_prefetch(rtcp_sessions_, 0, 3);
+        __builtin_prefetch(reinterpret_cast<const char*>(rtcp_sessions_) + 64, 0, 3);
+        break;
+    }
+  }
+  static void CheckLayout() noexcept;  // static_asserts on the layout (srtp.cc)
+  // Prefetches what Prepare and the device will read for this job beyond those lines (the
+  // session, another SSRC's slot, a large replay bitmap). The engine calls it for a whole
   // burst before the first Prepare.
   void PrefetchFor(const SrtpJob& job) const noexcept;
   // Undoes a device unprotect built with the wrong index (its keystream and the ROC written
   // over the trailer) so the packet can be processed again.
   void UndoDeviceUnprotect(SrtpJob& job, rte_crypto_op* op, const Pending& p) noexcept;
 
-  // The first two cache lines hold what the kIpsecMb path reads per RTP packet (the
-  // engine prefetches them for a whole burst); the rest is colder.
+  // Line 0: what every RTP packet of the kIpsecMb path reads (the engine prefetches it
+  // and the slot line of the job's direction for a whole burst). Read-only after Init but
+  // for the orders, the receive count and first ROC (the RTP owner's): a protect writes
+  // only line 1, an unprotect line 0 and its slot's line (as before per-SSRC state).
   SrtpEngineKind engine_ = SrtpEngineKind::kOpenssl;
   SrtpSuite suite_ = SrtpSuite::kAesCm128HmacSha1_80;
   bool aead_ = false;
@@ -304,35 +432,53 @@ class alignas(64) SrtpContext {
   uint8_t rtp_tag_len_ = 0;
   uint8_t rtcp_tag_len_ = 0;
   uint8_t mki_len_ = 0;
-  // Sender state (RFC 3711 §3.3.1: the sender keeps ROC and the highest SEQ).
-  bool tx_started_ = false;
-  uint64_t tx_highest_ = 0;
-  // kIpsecMb engine, owner-private: the receive state as if every earlier unprotect of the
-  // burst `burst_epoch_` authenticated (the base for estimating the next one's index).
-  uint64_t burst_epoch_ = 0;
-  uint64_t burst_rx_highest_ = 0;
-  // kIpsecMb: cryptodev sessions [kRtp / kRtcp][kProtect / kUnprotect], null where not
-  // created (that transform runs in software). AES-CM: AES-CTR chained with HMAC-SHA1
+  // Slot recency: four 2-bit slot numbers, the last used in bits 0-1, the least recently
+  // used in bits 6-7 (the one a new SSRC evicts when no slot is free).
+  uint8_t tx_order_ = 0b11100100;
+  uint8_t rx_order_ = 0b11100100;
+  uint8_t rtp_salt_[14] = {};   // = rtp_.keys.salt, next to the state it is used with
+  uint32_t replay_size_ = 128;  // replay window (§3.3.2), of every slot of both halves
+  uint32_t replay_words_ = 2;   // 64-bit words of a slot's ring: 2 = the inline bits
+  // kIpsecMb: cryptodev sessions of the SRTP half [kProtectDir / kUnprotectDir], null where
+  // not created (that transform runs in software). AES-CM: AES-CTR chained with HMAC-SHA1
   // (cipher then hash to protect, hash then cipher to unprotect); GCM: AEAD encrypt /
   // decrypt with a 12-octet AAD.
-  void* sessions_[2][2] = {};
-  // Second line.
-  uint8_t rtp_salt_[14] = {};  // = rtp_.keys.salt, next to the state it is used with
-  bool burst_rx_started_ = false;
-  // Receiver state.
-  ReplayWindow rtp_window_;
+  void* rtp_sessions_[2] = {};
+  uint64_t rx_packets_ = 0;    // §9.2: SRTP packets accepted, all SSRCs
+  uint32_t rx_first_roc_ = 0;  // ROC of the first SSRC accepted (SetInitialRoc), then 0
+  // Line 1: the RTP sender's state, the only line a protect writes.
+  alignas(64) TxSlot tx_slots_[kSsrcSlots] = {};
+  uint64_t tx_packets_ = 0;    // §9.2: SRTP packets sent, all SSRCs
+  uint32_t tx_first_roc_ = 0;  // ROC of the first SSRC sent (SetInitialRoc), then 0
+  // Lines 2-5: RTP receiver slots, one line each.
+  RxSlot rx_slots_[kSsrcSlots] = {};
 
+  // kIpsecMb engine, owner-private: the burst guesses of an SSRC that has no slot yet
+  // (one per burst; a second new SSRC in the same burst runs in software).
+  uint64_t pending_epoch_ = 0;
+  uint64_t pending_highest_ = 0;
+  uint32_t pending_ssrc_ = 0;
   uint8_t mki_[kSrtpMaxMkiLen] = {};
-  uint32_t initial_roc_ = 0;
-  uint32_t srtcp_next_index_ = 0;
-  uint64_t session_generation_ = 0;  // of the cryptodev setup the sessions belong to
+  uint64_t session_generation_ = 0;     // of the cryptodev setup the sessions belong to
+  std::vector<uint64_t> rx_heap_bits_;  // windows over 128: replay_words_ per slot
   Half rtp_;
   Half rtcp_;
-  ReplayWindow rtcp_window_;
   // kLibsrtp: srtp_t sessions with an ssrc_any_outbound (protect) and an ssrc_any_inbound
   // (unprotect) template, each only if the config's direction asks for it.
   void* libsrtp_tx_ = nullptr;
   void* libsrtp_rx_ = nullptr;
+
+  // The SRTCP half's state, after the RTP half's hot lines: its owner (the RTCP stream's
+  // worker) may not be the RTP half's. Not on a line boundary of its own: the context stays
+  // an odd number of cache lines long (see CheckLayout).
+  void* rtcp_sessions_[2] = {};     // as rtp_sessions_
+  uint64_t srtcp_packets_ = 0;      // §9.2, all SSRCs, both directions
+  uint32_t srtcp_first_index_ = 0;  // SetNextSrtcpIndex
+  uint8_t srtcp_tx_order_ = 0b11100100;
+  uint8_t srtcp_rx_order_ = 0b11100100;
+  SrtcpTxSlot srtcp_tx_slots_[kSsrcSlots] = {};
+  SrtcpRxSlot srtcp_rx_slots_[kSsrcSlots] = {};
+  std::vector<uint64_t> srtcp_heap_bits_;  // windows over 128
 };
 
 }  // namespace karl::dp

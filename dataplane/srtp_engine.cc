@@ -463,12 +463,12 @@ void IpsecMbSrtpEngine::Submit(const uint16_t nb[2]) noexcept {
 void IpsecMbSrtpEngine::RunChunk(SrtpJob* jobs, uint16_t n) noexcept {
   const uint64_t epoch = ++epoch_;
   // Streams are many and their state is cold. A software pipeline: while job i is framed,
-  // job i + kAhead's context lines and packet header are fetched, and job i + kAhead / 2's
-  // session and replay bitmap (whose addresses are in those context lines).
+  // job i + kAhead's context lines (config and the SSRC slot line) and packet header are
+  // fetched, and job i + kAhead / 2's session, other slot or large replay bitmap (whose
+  // addresses are in those context lines).
   constexpr uint16_t kAhead = 8;
   auto fetch_context = [jobs](uint16_t i) {
-    rte_prefetch0(jobs[i].ctx);
-    rte_prefetch0(reinterpret_cast<const uint8_t*>(jobs[i].ctx) + 64);
+    jobs[i].ctx->PrefetchLines(jobs[i].op);
     rte_prefetch0(jobs[i].pkt);
   };
   for (uint16_t i = 0; i < std::min<uint16_t>(n, kAhead); ++i) fetch_context(i);
@@ -500,7 +500,7 @@ void IpsecMbSrtpEngine::RunChunk(SrtpJob* jobs, uint16_t n) noexcept {
             ops_[i]->status != RTE_CRYPTO_OP_STATUS_AUTH_FAILED) {
           ++stats_.device_errors;
         }
-        job.ctx->Finish(job, ops_[i], pending_[i]);
+        if (job.ctx->Finish(job, ops_[i], pending_[i])) ++stats_.software_jobs;
         break;
       case SrtpContext::Step::kInline:
         job.ctx->RunInline(job);

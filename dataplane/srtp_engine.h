@@ -40,7 +40,7 @@ std::string_view SrtpEngineName(SrtpEngineKind kind) noexcept;
 // Config `srtp.engine`: "ipsec_mb", "openssl" or "libsrtp". False for anything else.
 bool ParseSrtpEngineKind(std::string_view name, SrtpEngineKind* kind) noexcept;
 
-enum class SrtpOp : uint8_t { kProtect, kUnprotect, kProtectRtcp, kUnprotectRtcp };
+// SrtpOp (protect / unprotect, RTP / RTCP) is in srtp.h.
 
 // One transform of one packet, in place. pkt points at the RTP/RTCP header.
 struct SrtpJob {
@@ -59,6 +59,7 @@ struct SrtpEngineStats {
   uint64_t jobs = 0;
   uint64_t device_ops = 0;     // jobs whose ciphers ran on the cryptodev
   uint64_t software_jobs = 0;  // jobs of a kIpsecMb engine that ran in software instead
+                               // (or were redone there after a wrong index guess)
   uint64_t device_errors = 0;  // ops the device failed (redone in software)
 };
 

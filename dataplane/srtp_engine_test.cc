@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <string>
@@ -718,6 +719,312 @@ INSTANTIATE_TEST_SUITE_P(AllEngines, RocWrap,
                            return ParamName(std::get<0>(info.param), std::get<1>(info.param));
                          });
 
+// ---- Per-SSRC state (RFC 3711 §3.2.3), every engine x every suite -----------------------------
+
+class SsrcSlots : public EngineSuite {
+ protected:
+  // One SSRC of a sender: its own SEQ.
+  struct Source {
+    uint32_t ssrc;
+    uint16_t seq;
+  };
+
+  // Karl protects `plain` (bursts of random size) and must equal `expect` (libsrtp2's
+  // packets), which libsrtp2's receiver `l_rx` takes; Karl's receiver `rx` takes `expect`
+  // in the same order (other bursts). Every packet passes both ways.
+  void BothWays(SrtpContext* tx, SrtpContext* rx, LibSrtp& l_rx, const std::vector<Bytes>& plain,
+                const std::vector<Bytes>& expect, std::mt19937& rng, bool rtcp = false) {
+    std::vector<Work> prot, unprot;
+    for (size_t i = 0; i < plain.size(); ++i) {
+      prot.emplace_back(tx, rtcp ? SrtpOp::kProtectRtcp : SrtpOp::kProtect, plain[i]);
+      unprot.emplace_back(rx, rtcp ? SrtpOp::kUnprotectRtcp : SrtpOp::kUnprotect, expect[i], 0);
+    }
+    RunBursts(*engine_, prot, rng);
+    RunBursts(*engine_, unprot, rng);
+    for (size_t i = 0; i < plain.size(); ++i) {
+      ASSERT_EQ(prot[i].status, SrtpStatus::kOk) << i;
+      ASSERT_TRUE(prot[i].canary_intact()) << i;
+      Bytes out = prot[i].out();
+      ASSERT_EQ(out, expect[i]) << "packet " << i;
+      ASSERT_EQ(l_rx.Unprotect(&out, rtcp), srtp_err_status_ok) << i;
+      ASSERT_EQ(out, plain[i]) << i;
+      ASSERT_EQ(unprot[i].status, SrtpStatus::kOk) << i;
+      ASSERT_EQ(unprot[i].out(), plain[i]) << i;
+    }
+  }
+};
+
+// Two SSRCs under one key, interleaved at random: A crosses a ROC wrap while B starts near
+// SEQ 0 (estimated against A's index, B would get ROC + 1). Byte for byte with libsrtp2.
+TEST_P(SsrcSlots, TwoSsrcsInterleavedAcrossARocWrap) {
+  std::mt19937 rng(31);
+  const Keys k = RandomKeys(suite_, rng);
+  auto tx = MakeCtx(kind_, suite_, k);
+  auto rx = MakeCtx(kind_, suite_, k);
+  LibSrtp l_tx(suite_, k.KeySalt(), true);
+  LibSrtp l_rx(suite_, k.KeySalt(), false);
+  Source src[2] = {{0xa0a0a0a0, 65450}, {0xb0b0b0b0, 2}};
+  std::vector<Bytes> plain, expect;
+  for (int i = 0; i < 400; ++i) {
+    Source& s = src[rng() % 2];
+    plain.push_back(MakeRandomRtp(rng, s.seq++, s.ssrc, 300));
+    expect.push_back(plain.back());
+    ASSERT_EQ(l_tx.Protect(&expect.back()), srtp_err_status_ok);
+  }
+  ASSERT_NO_FATAL_FAILURE(BothWays(tx.get(), rx.get(), l_rx, plain, expect, rng));
+  ASSERT_LT(src[0].seq, 1000u);  // A wrapped: ROC 1
+  const uint64_t a_last = (uint64_t{1} << 16) | static_cast<uint16_t>(src[0].seq - 1);
+  const uint64_t b_last = static_cast<uint16_t>(src[1].seq - 1);
+  EXPECT_EQ(tx->highest_tx_index(src[0].ssrc), a_last);
+  EXPECT_EQ(rx->highest_rx_index(src[0].ssrc), a_last);
+  EXPECT_EQ(tx->highest_tx_index(src[1].ssrc), b_last);
+  EXPECT_EQ(rx->highest_rx_index(src[1].ssrc), b_last);
+  ExpectDeviceUsed(450);  // GCM with CSRCs or an extension runs in software
+}
+
+// The sender changes SSRC (transfer, music on hold): the old one stops at SEQ 40000, the
+// new one starts at a random SEQ (the first below 7232, where an index estimated against
+// the old SSRC's would get ROC + 1), then another. Nothing is dropped either way.
+TEST_P(SsrcSlots, SsrcChangeMidStream) {
+  std::mt19937 rng(32);
+  const Keys k = RandomKeys(suite_, rng);
+  auto tx = MakeCtx(kind_, suite_, k);
+  auto rx = MakeCtx(kind_, suite_, k);
+  LibSrtp l_tx(suite_, k.KeySalt(), true);
+  LibSrtp l_rx(suite_, k.KeySalt(), false);
+  const Source sources[] = {{0x1111, 39801},
+                            {0x2222, static_cast<uint16_t>(rng() % 7000)},
+                            {0x3333, static_cast<uint16_t>(rng())}};
+  std::vector<Bytes> plain, expect;
+  for (const Source& s : sources) {
+    for (uint16_t i = 0; i < 200; ++i) {
+      plain.push_back(MakeRandomRtp(rng, static_cast<uint16_t>(s.seq + i), s.ssrc, 200));
+      expect.push_back(plain.back());
+      ASSERT_EQ(l_tx.Protect(&expect.back()), srtp_err_status_ok);
+    }
+  }
+  ASSERT_EQ(plain[199][2] << 8 | plain[199][3], 40000);
+  ASSERT_NO_FATAL_FAILURE(BothWays(tx.get(), rx.get(), l_rx, plain, expect, rng));
+  EXPECT_EQ(rx->highest_rx_index(0x1111), 40000u);
+  EXPECT_EQ(rx->highest_rx_index(), uint64_t{sources[2].seq} + 199) << "the SSRC used last";
+}
+
+// More SSRCs than slots (kSsrcSlots = 4). The least recently used SSRC's state goes; when
+// it comes back it starts afresh: Karl's engines accept its old packets again (the replay
+// list went with the slot) and send it from ROC 0 again. libsrtp2 keeps every SSRC.
+TEST_P(SsrcSlots, MoreSsrcsThanSlotsReusesTheLeastRecentlyUsed) {
+  ASSERT_EQ(SrtpContext::kSsrcSlots, 4u);
+  std::mt19937 rng(33);
+  const Keys k = RandomKeys(suite_, rng);
+  auto tx = MakeCtx(kind_, suite_, k);
+  auto rx = MakeCtx(kind_, suite_, k);
+  LibSrtp l_tx(suite_, k.KeySalt(), true);
+  LibSrtp l_rx(suite_, k.KeySalt(), false);
+  const bool karl_framing = kind_ != SrtpEngineKind::kLibsrtp;
+  auto srtp = [&](uint16_t seq, uint32_t ssrc) {
+    Bytes p = MakeRtp(rng, seq, ssrc, 60);
+    EXPECT_EQ(l_tx.Protect(&p), srtp_err_status_ok);
+    return p;
+  };
+  auto unprotect = [&](const Bytes& p) {
+    Work w(rx.get(), SrtpOp::kUnprotect, p, 0);
+    RunOne(*engine_, w);
+    return w.status;
+  };
+  // Receiving: SSRCs 1-4 fill the slots, 1 is used again, 5 takes the least recently used
+  // slot (SSRC 2's).
+  std::vector<Bytes> first(6);
+  for (uint32_t ssrc = 1; ssrc <= 4; ++ssrc) {
+    first[ssrc] = srtp(static_cast<uint16_t>(100 * ssrc), ssrc);
+    ASSERT_EQ(unprotect(first[ssrc]), SrtpStatus::kOk);
+  }
+  ASSERT_EQ(unprotect(srtp(101, 1)), SrtpStatus::kOk);
+  ASSERT_EQ(unprotect(srtp(500, 5)), SrtpStatus::kOk);
+  EXPECT_EQ(rx->highest_rx_index(2), std::nullopt);
+  for (uint32_t ssrc : {1u, 3u, 4u, 5u}) EXPECT_NE(rx->highest_rx_index(ssrc), std::nullopt);
+  // SSRC 2 comes back: a fresh state, so its first packet is accepted again by Karl's
+  // framing; libsrtp2 still knows it was seen. Its next packet passes either way, and SSRC
+  // 3 (now the least recently used) makes room.
+  EXPECT_EQ(unprotect(first[2]), karl_framing ? SrtpStatus::kOk : SrtpStatus::kReplay);
+  EXPECT_EQ(unprotect(srtp(201, 2)), SrtpStatus::kOk);
+  EXPECT_EQ(rx->highest_rx_index(2), 201u);
+  EXPECT_EQ(rx->highest_rx_index(3), std::nullopt);
+  EXPECT_EQ(unprotect(first[1]), SrtpStatus::kReplay) << "SSRC 1 kept its replay list";
+
+  // Sending: SSRC 1 wraps to ROC 1, 2-4 fill the slots, 5 evicts 1. When 1 comes back
+  // Karl's framing starts it at ROC 0 again, which a receiver that kept SSRC 1's ROC
+  // (libsrtp2 here) rejects; a kLibsrtp context's libsrtp2 kept ROC 1.
+  std::vector<Work> sent;
+  auto protect = [&](uint16_t seq, uint32_t ssrc) {
+    Work w(tx.get(), SrtpOp::kProtect, MakeRtp(rng, seq, ssrc, 60));
+    RunOne(*engine_, w);
+    EXPECT_EQ(w.status, SrtpStatus::kOk);
+    Bytes out = w.out();
+    return l_rx.Unprotect(&out);
+  };
+  ASSERT_EQ(protect(65535, 1), srtp_err_status_ok);
+  ASSERT_EQ(protect(0, 1), srtp_err_status_ok);
+  for (uint32_t ssrc = 2; ssrc <= 5; ++ssrc) ASSERT_EQ(protect(7, ssrc), srtp_err_status_ok);
+  EXPECT_EQ(tx->highest_tx_index(1), std::nullopt);
+  EXPECT_EQ(protect(1, 1), karl_framing ? srtp_err_status_auth_fail : srtp_err_status_ok);
+  if (karl_framing) {
+    EXPECT_EQ(tx->highest_tx_index(1), 1u);
+  }
+}
+
+// Forged packets (bad tags) of new SSRCs, in bursts with genuine ones, while every slot
+// holds a live SSRC: none is evicted or disturbed, and the forged SSRCs get no slot.
+TEST_P(SsrcSlots, ForgedNewSsrcsEvictNothing) {
+  std::mt19937 rng(34);
+  const Keys k = RandomKeys(suite_, rng);
+  auto rx = MakeCtx(kind_, suite_, k);
+  LibSrtp l_tx(suite_, k.KeySalt(), true);
+  struct Live {
+    uint32_t ssrc;
+    uint64_t next;  // index of its next packet (ROC 0 at the start)
+  };
+  std::vector<Live> live = {{0x10, 1000}, {0x20, 65530}, {0x30, 7}, {0x40, 30000}};
+  // The forger: a sender of its own (Karl's software one repeats SEQs without complaint).
+  auto forger = MakeCtx(SrtpEngineKind::kOpenssl, suite_, k);
+  std::vector<Bytes> history;
+  std::vector<Work> works;
+  std::vector<SrtpStatus> want;
+  auto genuine = [&](Live& s) {
+    Bytes p = MakeRtp(rng, static_cast<uint16_t>(s.next++), s.ssrc, 40);
+    EXPECT_EQ(l_tx.Protect(&p), srtp_err_status_ok);
+    history.push_back(p);
+    works.emplace_back(rx.get(), SrtpOp::kUnprotect, p, 0);
+    want.push_back(SrtpStatus::kOk);
+  };
+  for (int round = 0; round < 3; ++round) {
+    for (Live& s : live) genuine(s);
+  }
+  for (uint32_t i = 0; i < 60; ++i) {
+    if (rng() % 2 == 0) {
+      genuine(live[rng() % live.size()]);
+      continue;
+    }
+    // A forged packet (bad tag) of a new SSRC or, sometimes, of a live one far ahead.
+    const Live& target = live[rng() % live.size()];
+    const bool of_live = rng() % 4 == 0;
+    const uint32_t ssrc = of_live ? target.ssrc : 0x1000u + i;
+    const uint16_t seq =
+        of_live ? static_cast<uint16_t>(target.next + 20000) : static_cast<uint16_t>(rng());
+    Work w(forger.get(), SrtpOp::kProtect, MakeRtp(rng, seq, ssrc, 40));
+    RunOne(*engine_, w);
+    ASSERT_EQ(w.status, SrtpStatus::kOk);
+    Bytes p = w.out();
+    p.back() ^= 0x20;  // in the tag (AES-CM: MKI || tag; GCM: tag; no MKI here)
+    works.emplace_back(rx.get(), SrtpOp::kUnprotect, p, 0);
+    want.push_back(SrtpStatus::kAuthFailed);
+  }
+  for (int i = 0; i < 5; ++i) {  // earlier genuine packets again
+    works.emplace_back(rx.get(), SrtpOp::kUnprotect, history[rng() % history.size()], 0);
+    want.push_back(SrtpStatus::kReplay);
+  }
+  RunBursts(*engine_, works, rng, 40);
+  for (size_t i = 0; i < works.size(); ++i) EXPECT_EQ(works[i].status, want[i]) << i;
+  for (const Live& s : live) EXPECT_EQ(rx->highest_rx_index(s.ssrc), s.next - 1) << s.ssrc;
+  for (uint32_t i = 0; i < 60; ++i) EXPECT_EQ(rx->highest_rx_index(0x1000u + i), std::nullopt);
+}
+
+// Replay protection is per SSRC: SSRC A's packets are still refused after SSRC B has sent
+// thousands (through a ROC wrap), and B's after A carries on.
+TEST_P(SsrcSlots, ReplayIsPerSsrc) {
+  std::mt19937 rng(35);
+  const Keys k = RandomKeys(suite_, rng);
+  auto rx = MakeCtx(kind_, suite_, k);
+  LibSrtp l_tx(suite_, k.KeySalt(), true);
+  std::vector<Work> works;
+  std::vector<Bytes> a, b;
+  for (uint16_t seq = 1000; seq < 1020; ++seq) {
+    a.push_back(MakeRtp(rng, seq, 0xaaaa, 20));
+    ASSERT_EQ(l_tx.Protect(&a.back()), srtp_err_status_ok);
+    works.emplace_back(rx.get(), SrtpOp::kUnprotect, a.back(), 0);
+  }
+  for (int i = 0; i < 3000; ++i) {
+    b.push_back(MakeRtp(rng, static_cast<uint16_t>(64000 + i), 0xbbbb, 20));
+    ASSERT_EQ(l_tx.Protect(&b.back()), srtp_err_status_ok);
+    works.emplace_back(rx.get(), SrtpOp::kUnprotect, b.back(), 0);
+  }
+  const size_t genuine = works.size();
+  for (const Bytes& p : a) works.emplace_back(rx.get(), SrtpOp::kUnprotect, p, 0);
+  Bytes next_a = MakeRtp(rng, 1020, 0xaaaa, 20);
+  ASSERT_EQ(l_tx.Protect(&next_a), srtp_err_status_ok);
+  works.emplace_back(rx.get(), SrtpOp::kUnprotect, next_a, 0);
+  for (size_t i = b.size() - 10; i < b.size(); ++i) {
+    works.emplace_back(rx.get(), SrtpOp::kUnprotect, b[i], 0);
+  }
+  RunBursts(*engine_, works, rng, 64);
+  for (size_t i = 0; i < works.size(); ++i) {
+    const bool replay = i >= genuine && i != genuine + a.size();
+    ASSERT_EQ(works[i].status, replay ? SrtpStatus::kReplay : SrtpStatus::kOk) << i;
+  }
+  EXPECT_EQ(rx->highest_rx_index(0xaaaa), 1020u);
+  EXPECT_EQ(rx->highest_rx_index(0xbbbb), (uint64_t{1} << 16) | uint16_t(64000 + 2999));
+}
+
+// SRTCP from two sender SSRCs (RFC 3711 §3.4: an index and a replay list per SSRC): Karl
+// protects byte for byte as libsrtp2 (each SSRC counts from 1 there), and takes libsrtp2's
+// packets reordered within each SSRC, refusing repeats of either.
+TEST_P(SsrcSlots, SrtcpFromTwoSenderSsrcs) {
+  std::mt19937 rng(36);
+  const Keys k = RandomKeys(suite_, rng);
+  auto tx = MakeCtx(kind_, suite_, k);
+  auto rx = MakeCtx(kind_, suite_, k);
+  tx->SetNextSrtcpIndex(1);
+  LibSrtp l_tx(suite_, k.KeySalt(), true);
+  LibSrtp l_rx(suite_, k.KeySalt(), false);
+  const uint32_t ssrc[2] = {0x5a5a0001, 0x5a5a0002};
+  std::vector<Bytes> plain, expect;
+  std::vector<int> who;
+  for (int i = 0; i < 200; ++i) {
+    const int s = rng() % 4 == 0 ? 1 : 0;  // A sends three times as much
+    plain.push_back(MakeRtcp(rng, ssrc[s]));
+    expect.push_back(plain.back());
+    ASSERT_EQ(l_tx.Protect(&expect.back(), true), srtp_err_status_ok);
+    who.push_back(s);
+  }
+  // In order both ways first.
+  ASSERT_NO_FATAL_FAILURE(BothWays(tx.get(), rx.get(), l_rx, plain, expect, rng, true));
+  // Then a second receiver gets them reordered within each SSRC (blocks of 16 per SSRC,
+  // the SSRCs still interleaved), then a repeat of each SSRC's first and last.
+  auto rx2 = MakeCtx(kind_, suite_, k);
+  std::vector<size_t> of[2];
+  for (size_t i = 0; i < who.size(); ++i) of[who[i]].push_back(i);
+  for (auto& v : of) {
+    for (size_t i = 0; i < v.size(); i += 16) {
+      std::shuffle(v.begin() + static_cast<long>(i),
+                   v.begin() + static_cast<long>(std::min(i + 16, v.size())), rng);
+    }
+  }
+  std::vector<size_t> order;
+  size_t next[2] = {0, 0};
+  for (int w : who) order.push_back(of[w][next[w]++]);
+  std::vector<Work> works;
+  for (size_t i : order) works.emplace_back(rx2.get(), SrtpOp::kUnprotectRtcp, expect[i], 0);
+  for (int s : {0, 1}) {
+    works.emplace_back(rx2.get(), SrtpOp::kUnprotectRtcp, expect[of[s].front()], 0);
+    works.emplace_back(rx2.get(), SrtpOp::kUnprotectRtcp, expect[of[s].back()], 0);
+  }
+  RunBursts(*engine_, works, rng, 48);
+  for (size_t j = 0; j < order.size(); ++j) {
+    ASSERT_EQ(works[j].status, SrtpStatus::kOk) << j;
+    ASSERT_EQ(works[j].out(), plain[order[j]]) << j;
+  }
+  for (size_t j = order.size(); j < works.size(); ++j) {
+    EXPECT_EQ(works[j].status, SrtpStatus::kReplay) << j;
+  }
+  ExpectDeviceUsed(400);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllEnginesAllSuites, SsrcSlots,
+                         ::testing::Combine(::testing::ValuesIn(kAllEngines),
+                                            ::testing::ValuesIn(kAllSuites)),
+                         [](const ::testing::TestParamInfo<EngineSuite::ParamType>& info) {
+                           return ParamName(std::get<0>(info.param), std::get<1>(info.param));
+                         });
+
 // ---- Bursts mixing contexts, suites and operations --------------------------------------------
 
 class EngineMix : public ::testing::TestWithParam<SrtpEngineKind> {};
@@ -1070,6 +1377,149 @@ TEST(IpsecMbEquivalence, WrongGuessIsRedone) {
   }
 }
 
+// One burst holds an established SSRC crossing its ROC wrap and a new SSRC starting near
+// SEQ 0, interleaved and each reordered: the burst's guesses are per SSRC, so every packet
+// is right the first time on the device (nothing is redone in software).
+TEST(IpsecMbEquivalence, TwoSsrcsInOneBurstStayOnTheDevice) {
+  auto engine = CreateSrtpEngine(SrtpEngineKind::kIpsecMb, 0);
+  ASSERT_NE(engine, nullptr);
+  std::mt19937 rng(42);
+  for (SrtpSuite suite : kAllSuites) {
+    const Keys k = RandomKeys(suite, rng);
+    auto rx = MakeCtx(SrtpEngineKind::kIpsecMb, suite, k);
+    LibSrtp l_tx(suite, k.KeySalt(), true);
+    auto srtp = [&](uint16_t seq, uint32_t ssrc, std::vector<Bytes>* plain) {
+      plain->push_back(MakeRtp(rng, seq, ssrc, 80));
+      Bytes p = plain->back();
+      EXPECT_EQ(l_tx.Protect(&p), srtp_err_status_ok);
+      return p;
+    };
+    std::vector<Bytes> plain;
+    std::vector<Work> first;
+    for (uint16_t seq = 65500; seq < 65520; ++seq) {
+      first.emplace_back(rx.get(), SrtpOp::kUnprotect, srtp(seq, 0xa, &plain), 0);
+    }
+    RunBursts(*engine, first, rng, first.size());
+    for (const Work& w : first) ASSERT_EQ(w.status, SrtpStatus::kOk);
+    // A: 65520 .. 65535, 0 .. 7 (ROC 0 -> 1); B (new): 3 .. 26. Adjacent pairs of each
+    // swapped, the two merged alternately.
+    std::vector<Bytes> a, b, a_plain, b_plain;
+    for (int i = 0; i < 24; ++i) {
+      a.push_back(srtp(static_cast<uint16_t>(65520 + i), 0xa, &a_plain));
+      b.push_back(srtp(static_cast<uint16_t>(3 + i), 0xb, &b_plain));
+    }
+    for (int i = 0; i + 1 < 24; i += 2) {
+      std::swap(a[i], a[i + 1]);
+      std::swap(a_plain[i], a_plain[i + 1]);
+      std::swap(b[i], b[i + 1]);
+      std::swap(b_plain[i], b_plain[i + 1]);
+    }
+    std::vector<Work> burst;
+    std::vector<Bytes> want;
+    for (int i = 0; i < 24; ++i) {
+      burst.emplace_back(rx.get(), SrtpOp::kUnprotect, a[i], 0);
+      want.push_back(a_plain[i]);
+      burst.emplace_back(rx.get(), SrtpOp::kUnprotect, b[i], 0);
+      want.push_back(b_plain[i]);
+    }
+    const SrtpEngineStats before = engine->stats();
+    RunBursts(*engine, burst, rng, burst.size());
+    for (size_t i = 0; i < burst.size(); ++i) {
+      ASSERT_EQ(burst[i].status, SrtpStatus::kOk) << GetSrtpSuiteInfo(suite).name << " " << i;
+      ASSERT_EQ(burst[i].out(), want[i]) << i;
+    }
+    EXPECT_EQ(engine->stats().software_jobs, before.software_jobs) << GetSrtpSuiteInfo(suite).name;
+    EXPECT_EQ(engine->stats().device_ops - before.device_ops, burst.size());
+    EXPECT_EQ(rx->highest_rx_index(0xa), (uint64_t{1} << 16) | 7);
+    EXPECT_EQ(rx->highest_rx_index(0xb), 26u);
+  }
+}
+
+// Bursts that mix the SSRCs of one context (RFC 3711 §3.2.3): two main SSRCs, one crossing
+// a ROC wrap, with gaps, jumps, repeats, tampering and reordering, plus now and then a
+// packet of one of three other SSRCs (new SSRCs mid-burst, evictions: five SSRCs for four
+// slots) or a forged packet of a new SSRC. The ipsec_mb engine in bursts gives the verdicts,
+// plaintexts and per-SSRC state of one-at-a-time processing.
+TEST(IpsecMbEquivalence, MixedSsrcBurstsMatchSequential) {
+  auto batched = CreateSrtpEngine(SrtpEngineKind::kIpsecMb, 0);
+  SoftwareSrtpEngine sequential;
+  ASSERT_NE(batched, nullptr);
+  std::mt19937 rng(40);
+  for (SrtpSuite suite : kAllSuites) {
+    const Keys k = RandomKeys(suite, rng);
+    struct Sender {
+      uint32_t ssrc;
+      uint16_t seq;
+      std::unique_ptr<SrtpContext> ctx;  // one per SSRC: its own sender state throughout
+    };
+    std::vector<Sender> senders;
+    for (uint32_t i = 0; i < 5; ++i) {
+      const uint16_t seq = i == 0 ? 64000 : static_cast<uint16_t>(rng());
+      senders.push_back({0x100u * (i + 1), seq, MakeCtx(SrtpEngineKind::kOpenssl, suite, k)});
+    }
+    auto rx_a = MakeCtx(SrtpEngineKind::kIpsecMb, suite, k);
+    auto rx_b = MakeCtx(SrtpEngineKind::kOpenssl, suite, k);
+    std::vector<Bytes> sent;
+    for (int i = 0; i < 3000; ++i) {
+      const uint32_t r = rng() % 100;
+      Sender& s = senders[r < 47 ? 0 : r < 94 ? 1 : 2 + rng() % 3];
+      Bytes p = MakeRtp(rng, s.seq, s.ssrc, rng() % 100, rng() % 20 == 0 ? 1 : 0);
+      p.resize(p.size() + kSrtpMaxTrailerLen);
+      uint32_t len = static_cast<uint32_t>(p.size() - kSrtpMaxTrailerLen);
+      ASSERT_EQ(s.ctx->Protect(p.data(), &len, static_cast<uint32_t>(p.size())), SrtpStatus::kOk);
+      p.resize(len);
+      sent.push_back(p);
+      const uint32_t g = rng() % 100;
+      s.seq = static_cast<uint16_t>(s.seq + (g < 90   ? 1
+                                             : g < 99 ? 2 + rng() % 50
+                                                      : 20000 + rng() % 12000));
+    }
+    std::vector<Bytes> traffic;
+    for (size_t i = 0; i < sent.size(); ++i) {
+      const uint32_t r = rng() % 100;
+      Bytes p = sent[i];
+      if (r < 4) {  // tamper (payload, tag, SEQ or SSRC)
+        p[rng() % p.size()] ^= static_cast<uint8_t>(1 + rng() % 255);
+      } else if (r < 6) {  // a forged packet of a new SSRC first
+        Bytes f = p;
+        f[8] ^= 0x80;
+        traffic.push_back(f);
+      } else if (r < 9 && i > 0) {  // repeat of a recent one
+        p = sent[i - 1 - rng() % std::min<size_t>(i, 40)];
+      }
+      traffic.push_back(p);
+    }
+    for (size_t i = 0; i + 6 <= traffic.size(); i += 6) {  // reordering
+      std::shuffle(traffic.begin() + static_cast<long>(i),
+                   traffic.begin() + static_cast<long>(i + 6), rng);
+    }
+    std::vector<Work> wa, wb;
+    for (const Bytes& p : traffic) {
+      wa.emplace_back(rx_a.get(), SrtpOp::kUnprotect, p, 0);
+      wb.emplace_back(rx_b.get(), SrtpOp::kUnprotect, p, 0);
+    }
+    std::mt19937 bursts(41);
+    RunBursts(*batched, wa, bursts, 64);
+    for (Work& w : wb) RunOne(sequential, w);
+    size_t ok = 0;
+    for (size_t i = 0; i < wa.size(); ++i) {
+      ASSERT_EQ(wa[i].status, wb[i].status) << GetSrtpSuiteInfo(suite).name << " job " << i;
+      if (wa[i].status == SrtpStatus::kOk) {
+        ASSERT_EQ(wa[i].out(), wb[i].out()) << i;
+        ++ok;
+      }
+    }
+    EXPECT_GT(ok, traffic.size() / 2);
+    for (const Sender& s : senders) {
+      EXPECT_EQ(rx_a->highest_rx_index(s.ssrc), rx_b->highest_rx_index(s.ssrc)) << s.ssrc;
+    }
+    EXPECT_EQ(rx_a->highest_rx_index(), rx_b->highest_rx_index());
+    EXPECT_EQ(rx_a->srtp_packets(), rx_b->srtp_packets());
+  }
+  EXPECT_EQ(batched->stats().device_errors, 0u);
+  EXPECT_GT(batched->stats().device_ops, batched->stats().jobs / 2);
+}
+
 // ---- The ipsec_mb device path specifically ------------------------------------------------------
 
 // GCM packets whose header is not 12 octets run in software (the sessions' AAD is 12);
@@ -1305,7 +1755,7 @@ TEST(SrtpEngineZApi, GcmDeviceAndGcmOnAesniMb) {
   ASSERT_TRUE(InitSrtpCrypto(SrtpEngineKind::kLibsrtp, 2).ok());
 }
 
-// Contexts live in 2 MiB slabs (3640 of them each): more than a slab's worth are distinct, aligned,
+// Contexts live in 2 MiB slabs (2048 of them each): more than a slab's worth are distinct, aligned,
 // work, and their slots are reused once freed.
 TEST(SrtpEngineApi, ContextsBeyondOneSlab) {
   std::mt19937 rng(27);

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <set>
@@ -444,6 +445,43 @@ TEST_P(SrtpDiff, RtcpCompoundPackets) {
   }
 }
 
+// RFC 3711 §3.2.3: one key, two SSRCs, each with its own ROC, SEQ and replay list. SSRC A
+// crosses a ROC wrap while B starts near SEQ 0 (estimated against A's highest index, B's
+// first packet would get ROC + 1). RTP both ways and SRTCP both ways, against libsrtp2.
+TEST_P(SrtpDiff, TwoSsrcsInterleaved) {
+  const SrtpSuite suite = GetParam();
+  std::mt19937 rng(21);
+  const Keys k = RandomKeys(suite, rng);
+  auto k_tx = MakeKarl(suite, k);
+  auto k_rx = MakeKarl(suite, k);
+  LibSrtp l_tx(suite, k.KeySalt(), true);
+  LibSrtp l_rx(suite, k.KeySalt(), false);
+  k_tx->SetNextSrtcpIndex(1);  // libsrtp2 starts every SSRC's SRTCP index at 1
+  const uint32_t ssrc[2] = {0xa1a1a1a1, 0xb2b2b2b2};
+  uint16_t seq[2] = {65450, 3};
+  for (int i = 0; i < 400; ++i) {
+    const int s = static_cast<int>(rng() % 2);
+    const bool rtcp = rng() % 8 == 0;
+    const Bytes plain = rtcp ? MakeRtcp(rng, ssrc[s]) : MakeRandomRtp(rng, seq[s]++, ssrc[s], 200);
+    Bytes karl, lib = plain;
+    ASSERT_EQ(KarlProtect(*k_tx, plain, &karl, rtcp), SrtpStatus::kOk) << i;
+    ASSERT_EQ(l_tx.Protect(&lib, rtcp), srtp_err_status_ok) << i;
+    ASSERT_EQ(karl, lib) << "packet " << i << " of SSRC " << s;
+    ASSERT_EQ(l_rx.Unprotect(&karl, rtcp), srtp_err_status_ok) << i;
+    ASSERT_EQ(karl, plain) << i;
+    ASSERT_EQ(KarlUnprotect(*k_rx, &lib, rtcp), SrtpStatus::kOk) << i;
+    ASSERT_EQ(lib, plain) << i;
+  }
+  ASSERT_GT(seq[0], 0u);
+  ASSERT_LT(seq[0], 1000u);  // A wrapped: ROC 1
+  EXPECT_EQ(k_tx->highest_tx_index(ssrc[0]), (uint64_t{1} << 16) | uint16_t(seq[0] - 1));
+  EXPECT_EQ(k_rx->highest_rx_index(ssrc[0]), (uint64_t{1} << 16) | uint16_t(seq[0] - 1));
+  EXPECT_EQ(k_tx->highest_tx_index(ssrc[1]), uint64_t{uint16_t(seq[1] - 1)});
+  EXPECT_EQ(k_rx->highest_rx_index(ssrc[1]), uint64_t{uint16_t(seq[1] - 1)});
+  EXPECT_EQ(k_rx->highest_rx_index(0x12345678), std::nullopt);
+  EXPECT_EQ(k_tx->srtp_packets() + k_tx->srtcp_packets(), 400u);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllSuites, SrtpDiff, ::testing::ValuesIn(kAllSuites),
                          [](const ::testing::TestParamInfo<SrtpSuite>& info) {
                            std::string name(GetSrtpSuiteInfo(info.param).name);
@@ -571,16 +609,37 @@ TEST_P(SrtpEdges, RocEstimationEdges) {
 }
 
 TEST_P(SrtpEdges, KeyLifetime) {
-  // RFC 3711 §9.2: the 48-bit index is exhausted after ROC 2^32-1, SEQ 65535.
+  // RFC 3711 §9.2: an SSRC's 48-bit index is exhausted after ROC 2^32-1, SEQ 65535.
   tx_->SetInitialRoc(0xffffffffu);
   EXPECT_FALSE(Srtp(65535).empty());
   std::mt19937 rng(9);
   Bytes out;
-  EXPECT_EQ(KarlProtect(*tx_, MakeRtp(rng, 0, 1, 10), &out), SrtpStatus::kKeyExhausted);
-  // SRTCP: 2^31 packets.
+  EXPECT_EQ(KarlProtect(*tx_, MakeRtp(rng, 0, 0x11223344, 10), &out), SrtpStatus::kKeyExhausted);
+  // SRTCP: the 31-bit index of an SSRC.
   tx_->SetNextSrtcpIndex(0x7fffffffu);
   EXPECT_EQ(KarlProtect(*tx_, MakeRtcp(rng, 1), &out, true), SrtpStatus::kOk);
   EXPECT_EQ(KarlProtect(*tx_, MakeRtcp(rng, 1), &out, true), SrtpStatus::kKeyExhausted);
+}
+
+// §9.2 counts packets per master key: every SSRC of a context together (SRTP sent and
+// accepted apart: a key serves one direction).
+TEST_P(SrtpEdges, KeyLifetimeCountsEverySsrc) {
+  std::mt19937 rng(19);
+  Bytes out;
+  const Bytes a = Srtp(1), b = Srtp(2);
+  tx_->SetPacketCounts((uint64_t{1} << 48) - 2, (uint64_t{1} << 31) - 2);
+  ASSERT_EQ(KarlProtect(*tx_, MakeRtp(rng, 10, 0xa, 10), &out), SrtpStatus::kOk);
+  ASSERT_EQ(KarlProtect(*tx_, MakeRtp(rng, 20, 0xb, 10), &out), SrtpStatus::kOk);
+  EXPECT_EQ(tx_->srtp_packets(), uint64_t{1} << 48);
+  EXPECT_EQ(KarlProtect(*tx_, MakeRtp(rng, 11, 0xa, 10), &out), SrtpStatus::kKeyExhausted);
+  EXPECT_EQ(KarlProtect(*tx_, MakeRtp(rng, 5, 0xc, 10), &out), SrtpStatus::kKeyExhausted);
+  ASSERT_EQ(KarlProtect(*tx_, MakeRtcp(rng, 0xa), &out, true), SrtpStatus::kOk);
+  ASSERT_EQ(KarlProtect(*tx_, MakeRtcp(rng, 0xb), &out, true), SrtpStatus::kOk);
+  EXPECT_EQ(KarlProtect(*tx_, MakeRtcp(rng, 0xc), &out, true), SrtpStatus::kKeyExhausted);
+  // The receiving side counts what it accepts.
+  rx_->SetPacketCounts((uint64_t{1} << 48) - 1, 0);
+  EXPECT_EQ(Rx(a), SrtpStatus::kOk);
+  EXPECT_EQ(Rx(b), SrtpStatus::kKeyExhausted);
 }
 
 TEST_P(SrtpEdges, MkiMismatchRejected) {
@@ -735,6 +794,53 @@ TEST(SrtpRoc, InitialRocMustAgree) {
   EXPECT_EQ(KarlUnprotect(*rx_zero, &copy), SrtpStatus::kAuthFailed);
   EXPECT_EQ(KarlUnprotect(*rx_same, &out), SrtpStatus::kOk);
   EXPECT_EQ(rx_same->highest_rx_index(), (uint64_t{5} << 16) | 100);
+}
+
+// A signalled ROC is the first SSRC's (the stream in progress); SSRCs that appear later
+// start at ROC 0 (RFC 3711 §3.3.1). A forged first packet does not use it up.
+TEST(SrtpRoc, InitialRocIsTheFirstSsrcs) {
+  std::mt19937 rng(16);
+  const Keys k = RandomKeys(SrtpSuite::kAeadAes128Gcm, rng);
+  auto tx = MakeKarl(SrtpSuite::kAeadAes128Gcm, k);
+  auto rx = MakeKarl(SrtpSuite::kAeadAes128Gcm, k);
+  tx->SetInitialRoc(7);
+  rx->SetInitialRoc(7);
+  Bytes a, b;
+  ASSERT_EQ(KarlProtect(*tx, MakeRtp(rng, 100, 0xa, 50), &a), SrtpStatus::kOk);
+  ASSERT_EQ(KarlProtect(*tx, MakeRtp(rng, 60000, 0xb, 50), &b), SrtpStatus::kOk);
+  EXPECT_EQ(tx->highest_tx_index(0xa), (uint64_t{7} << 16) | 100);
+  EXPECT_EQ(tx->highest_tx_index(0xb), 60000u);
+  Bytes forged = b;
+  forged.back() ^= 1;
+  EXPECT_EQ(KarlUnprotect(*rx, &forged), SrtpStatus::kAuthFailed);
+  EXPECT_EQ(KarlUnprotect(*rx, &a), SrtpStatus::kOk);
+  EXPECT_EQ(KarlUnprotect(*rx, &b), SrtpStatus::kOk);
+  EXPECT_EQ(rx->highest_rx_index(0xa), (uint64_t{7} << 16) | 100);
+  EXPECT_EQ(rx->highest_rx_index(0xb), 60000u);
+}
+
+// The slots of one context, one SSRC after another: the least recently used goes when a
+// fifth SSRC comes; the SSRC that comes back then starts afresh.
+TEST(SrtpSsrcSlots, LeastRecentlyUsedIsReusedAndStartsAfresh) {
+  std::mt19937 rng(17);
+  const Keys k = RandomKeys(SrtpSuite::kAesCm128HmacSha1_80, rng);
+  auto tx = MakeKarl(SrtpSuite::kAesCm128HmacSha1_80, k);
+  ASSERT_EQ(SrtpContext::kSsrcSlots, 4u);
+  Bytes out;
+  for (uint32_t ssrc = 1; ssrc <= 4; ++ssrc) {
+    ASSERT_EQ(KarlProtect(*tx, MakeRtp(rng, 65535, ssrc, 10), &out), SrtpStatus::kOk);
+    ASSERT_EQ(KarlProtect(*tx, MakeRtp(rng, 0, ssrc, 10), &out), SrtpStatus::kOk);  // ROC 1
+  }
+  ASSERT_EQ(KarlProtect(*tx, MakeRtp(rng, 1, 1, 10), &out), SrtpStatus::kOk);  // 1 used last
+  ASSERT_EQ(KarlProtect(*tx, MakeRtp(rng, 9, 5, 10), &out), SrtpStatus::kOk);  // evicts 2
+  EXPECT_EQ(tx->highest_tx_index(2), std::nullopt);
+  for (uint32_t ssrc : {1u, 3u, 4u, 5u}) EXPECT_NE(tx->highest_tx_index(ssrc), std::nullopt);
+  // SSRC 2 comes back: a fresh state, ROC 0 (it was at ROC 1), in the slot of the least
+  // recently used SSRC now (3).
+  ASSERT_EQ(KarlProtect(*tx, MakeRtp(rng, 1, 2, 10), &out), SrtpStatus::kOk);
+  EXPECT_EQ(tx->highest_tx_index(2), 1u);
+  EXPECT_EQ(tx->highest_tx_index(3), std::nullopt);
+  EXPECT_EQ(tx->highest_tx_index(1), 65537u);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "dataplane/srtp.h"
@@ -827,6 +828,55 @@ TEST_P(SrtpRelayTest, UnprotectGivesThePlainPacketByteForByte) {
     EXPECT_EQ(dp_.stream_state(id).expected.Read(), 19u);
     EXPECT_EQ(dp_.stream_state(id).ssrc.Read(), 0x11223344u);
     port = static_cast<uint16_t>(port + 2);
+  }
+}
+
+// The peer's sender switches SSRC mid-stream (transfer, music on hold) under the same key:
+// the old SSRC stops at SEQ 40000, the new one starts at SEQ 1234 (estimated against the
+// old SSRC's index it would get ROC + 1). RFC 3711 §3.2.3 keeps a state per SSRC, so
+// every packet is protected byte for byte as libsrtp2 does, and unprotected, both ways.
+TEST_P(SrtpRelayTest, SenderSwitchesSsrcMidStream) {
+  uint16_t port = 30000;
+  for (SrtpSuite suite : kRelaySuites) {
+    const Bytes out_ks = KeySalt(suite, static_cast<uint8_t>(port + 40));
+    const Bytes in_ks = KeySalt(suite, static_cast<uint8_t>(port + 41));
+    StreamConfig out;  // plain in, SRTP out
+    out.latch = false;
+    out.egress = MakeEgress(kOurV4b, static_cast<uint16_t>(port + 100), kFarV4, 50000);
+    out.srtp_out = Context(suite, out_ks);
+    AddStream(kOurV4, port, out);
+    StreamConfig in;  // SRTP in, plain out
+    in.latch = false;
+    in.egress = MakeEgress(kOurV4b, static_cast<uint16_t>(port + 102), kFarV4, 50002);
+    in.srtp_in = Context(suite, in_ks);
+    const uint32_t in_id = AddStream(kOurV4, static_cast<uint16_t>(port + 2), in);
+    test::LibSrtp oracle(suite, out_ks, true);
+    test::LibSrtp peer(suite, in_ks, true);
+    int sent = 0;
+    for (const auto& [ssrc, first, count] :
+         {std::tuple<uint32_t, uint16_t, int>{0xaaaa0001, 39990, 11}, {0xbbbb0002, 1234, 20}}) {
+      for (int i = 0; i < count; ++i, ++sent) {
+        const Bytes rtp = test::RtpPayload(static_cast<uint16_t>(first + i), ssrc);
+        Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, port, rtp}));
+        Bytes want = rtp;
+        ASSERT_EQ(oracle.Protect(&want), srtp_err_status_ok);
+        ASSERT_EQ(Tx(), Expected(kOurV4b, static_cast<uint16_t>(port + 100), kFarV4, 50000, want))
+            << GetSrtpSuiteInfo(suite).name << " protect, SSRC " << ssrc << " seq " << first + i;
+        Bytes srtp = rtp;
+        ASSERT_EQ(peer.Protect(&srtp), srtp_err_status_ok);
+        Inject(
+            test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40002, static_cast<uint16_t>(port + 2), srtp}));
+        ASSERT_EQ(Tx(), Expected(kOurV4b, static_cast<uint16_t>(port + 102), kFarV4, 50002, rtp))
+            << GetSrtpSuiteInfo(suite).name << " unprotect, SSRC " << ssrc << " seq " << first + i;
+      }
+    }
+    EXPECT_EQ(dp_.stream_state(in_id).packets.Read(), static_cast<uint64_t>(sent));
+    for (size_t r = 0; r < kDropReasonCount; ++r) {
+      EXPECT_EQ(StreamDrops(in_id, static_cast<DropReason>(r)), 0u)
+          << DropReasonLabel(static_cast<DropReason>(r));
+    }
+    EXPECT_EQ(dp_.stream_state(in_id).ssrc.Read(), 0xbbbb0002u);
+    port = static_cast<uint16_t>(port + 4);
   }
 }
 
