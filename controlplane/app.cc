@@ -84,6 +84,7 @@ struct KarlArgs {
 };
 
 int Fail(const std::string& message) {
+  FlushLogs();  // what was logged before the error comes first
   std::fprintf(stderr, "karl-dp: error: %s\n", message.c_str());
   return 1;
 }
@@ -157,6 +158,7 @@ dp::Settings ToDataplaneSettings(const Config& c) {
   s.rss = c.dataplane.rss;
   s.max_streams = c.dataplane.max_streams;
   s.verify_udp_checksum = c.dataplane.verify_udp_checksum;
+  s.tx_checksum_offload = c.dataplane.tx_checksum_offload;
   dp::ParseSrtpEngineKind(c.srtp.engine, &s.srtp_engine);  // validated by the config parser
   return s;
 }
@@ -210,8 +212,11 @@ class Karl {
       const dp::PortRuntime& p = dataplane_.port(i);
       std::string addrs;
       for (const IpPrefix& a : p.settings.addresses) absl::StrAppend(&addrs, " ", a.ToString());
-      spdlog::info("port {} ({}, dpdk port {}) mac {} addresses{}", p.settings.name,
-                   p.settings.device, p.port_id, p.mac.ToString(), addrs);
+      const char* tx_offload = p.tx_udp_cksum_offload ? (p.tx_ip_cksum_offload ? "ipv4+udp" : "udp")
+                                                      : (p.tx_ip_cksum_offload ? "ipv4" : "none");
+      spdlog::info("port {} ({}, dpdk port {}) mac {} addresses{}; tx checksum offload: {}",
+                   p.settings.name, p.settings.device, p.port_id, p.mac.ToString(), addrs,
+                   tx_offload);
     }
     return absl::OkStatus();
   }
@@ -242,8 +247,12 @@ class Karl {
             "restart karl-dp to apply a changed configuration");
       }
       handled += static_cast<unsigned>(ng_->Poll(std::chrono::microseconds(0)));
-      // Idle: wait in poll(2) on the ng socket, so an ng request is served at once.
-      if (handled == 0) ng_->Poll(std::chrono::microseconds(200));
+      // Idle: write out the log lines gathered while busy (D23), then wait in poll(2) on
+      // the ng socket, so an ng request is served at once.
+      if (handled == 0) {
+        FlushLogs();
+        ng_->Poll(std::chrono::microseconds(200));
+      }
     }
     spdlog::info("signal received: shutting down");
   }
@@ -459,7 +468,7 @@ int RunKarl(int argc, char** argv) {
   {
     Karl karl(*std::move(config));
     if (absl::Status st = karl.Start(); !st.ok()) {
-      spdlog::error("{}", std::string(st.message()));
+      spdlog::error("{}", std::string(st.message()));  // flushes the log (flush_on)
       std::fprintf(stderr, "karl-dp: error: %s\n", std::string(st.message()).c_str());
       rc = 1;
     } else {
@@ -472,6 +481,7 @@ int RunKarl(int argc, char** argv) {
   rte_eal_cleanup();
   RemoveRuntimeDir(runtime_dir);
   spdlog::info("karl-dp stopped");
+  FlushLogs();
   spdlog::shutdown();
   return rc;
 }

@@ -50,7 +50,8 @@ constexpr absl::string_view kDataplaneKeys[] = {"burst_size",           "mbufs",
                                                 "mbuf_cache",           "tx_drain_us",
                                                 "heartbeat_timeout_ms", "exception_ring_size",
                                                 "command_ring_size",    "rss",
-                                                "max_streams",          "verify_udp_checksum"};
+                                                "max_streams",          "verify_udp_checksum",
+                                                "tx_checksum_offload"};
 constexpr absl::string_view kOpsKeys[] = {"listen", "port"};
 constexpr absl::string_view kApiKeys[] = {"enabled",     "listen",        "port",
                                           "tokens_file", "tls_cert_file", "tls_key_file"};
@@ -693,6 +694,7 @@ class Parser {
     SetBool(*e, "rss", "dataplane", &dp->rss);
     SetUint(*e, "max_streams", "dataplane", 0, 4u << 20, &dp->max_streams);
     SetBool(*e, "verify_udp_checksum", "dataplane", &dp->verify_udp_checksum);
+    SetBool(*e, "tx_checksum_offload", "dataplane", &dp->tx_checksum_offload);
   }
 
   void ParseSrtp(const YAML::Node& node, SrtpConfigSection* srtp) {
@@ -1109,6 +1111,7 @@ std::string RenderOrThrow(const Config& c) {
   out << YAML::Key << "rss" << YAML::Value << dp.rss;
   out << YAML::Key << "max_streams" << YAML::Value << dp.max_streams;
   out << YAML::Key << "verify_udp_checksum" << YAML::Value << dp.verify_udp_checksum;
+  out << YAML::Key << "tx_checksum_offload" << YAML::Value << dp.tx_checksum_offload;
   out << YAML::EndMap;
 
   out << YAML::Key << "srtp" << YAML::Value << YAML::BeginMap;

@@ -52,6 +52,7 @@ struct DataplaneConfig {
   bool rss = true;                       // spread UDP flows over workers by RSS when supported
   uint32_t max_streams = 0;              // stream slots; 0 = one per local port (range x addresses)
   bool verify_udp_checksum = true;       // software UDP checksum check when no NIC offload
+  bool tx_checksum_offload = true;       // let the NIC fill IPv4/UDP checksums when it can
 };
 
 struct SrtpConfigSection {

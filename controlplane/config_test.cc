@@ -109,6 +109,8 @@ void ExpectSameConfig(const Config& a, const Config& b) {
   EXPECT_EQ(a.dataplane.exception_ring_size, b.dataplane.exception_ring_size);
   EXPECT_EQ(a.dataplane.command_ring_size, b.dataplane.command_ring_size);
   EXPECT_EQ(a.dataplane.rss, b.dataplane.rss);
+  EXPECT_EQ(a.dataplane.verify_udp_checksum, b.dataplane.verify_udp_checksum);
+  EXPECT_EQ(a.dataplane.tx_checksum_offload, b.dataplane.tx_checksum_offload);
   EXPECT_EQ(a.ops.listen, b.ops.listen);
   EXPECT_EQ(a.ops.port, b.ops.port);
   EXPECT_EQ(a.api.enabled, b.api.enabled);
@@ -203,6 +205,7 @@ dataplane:
   exception_ring_size: 65536
   command_ring_size: 64
   rss: false
+  tx_checksum_offload: false
 ops: {listen: "::1", port: 1}
 api:
   enabled: false
@@ -263,6 +266,7 @@ sip:
   EXPECT_EQ(c->dataplane.exception_ring_size, 65536u);
   EXPECT_EQ(c->dataplane.command_ring_size, 64u);
   EXPECT_FALSE(c->dataplane.rss);
+  EXPECT_FALSE(c->dataplane.tx_checksum_offload);
   EXPECT_EQ(c->ops.listen.ToString(), "::1");
   EXPECT_EQ(c->ops.port, 1);
   EXPECT_FALSE(c->api.enabled);
@@ -368,6 +372,8 @@ TEST(ConfigParseTest, WrongTypesAreErrors) {
               HasSubstr("ports[0].name: expected a string, found a list"));
   EXPECT_THAT(ErrorOf(WithPorts("dataplane: {rss: maybe}\n")),
               HasSubstr("dataplane.rss: 'maybe' is not a boolean; allowed: true, false"));
+  EXPECT_THAT(ErrorOf(WithPorts("dataplane: {tx_checksum_offload: 1.5}\n")),
+              HasSubstr("dataplane.tx_checksum_offload: '1.5' is not a boolean"));
   EXPECT_THAT(ErrorOf(WithPorts("dataplane: {burst_size: -1}\n")),
               HasSubstr("'-1' is not a whole number"));
   EXPECT_THAT(ErrorOf(WithPorts("dataplane: {burst_size: 1.5}\n")),

@@ -597,6 +597,13 @@ absl::Status Dataplane::InitPort(PortRuntime& port, unsigned nb_workers) {
   port.ctx.verify_udp_checksum = settings_.verify_udp_checksum;
   port.ctx.rx_ip_cksum_offload = (conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0;
   port.ctx.rx_l4_cksum_offload = (conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_UDP_CKSUM) != 0;
+  // TX: the device fills the IPv4 header checksum and, where a full one is due, the UDP
+  // checksum, when it can (D24). Both or neither for UDP: an IPv4 UDP offload also needs
+  // RTE_MBUF_F_TX_IPV4, which some devices only honour with the IPv4 checksum offload.
+  const uint64_t tx_cksum = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
+  if (settings_.tx_checksum_offload) conf.txmode.offloads = info.tx_offload_capa & tx_cksum;
+  port.tx_ip_cksum_offload = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
+  port.tx_udp_cksum_offload = (conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_UDP_CKSUM) != 0;
   if (int rc = rte_eth_dev_configure(port_id, nb_rxq, nb_txq, &conf); rc != 0) {
     return absl::InternalError(absl::StrCat(where, ": configure: ", rte_strerror(-rc)));
   }
@@ -707,8 +714,8 @@ absl::Status Dataplane::Init(const Settings& settings) {
                         sock, RING_F_SP_ENQ | RING_F_SC_DEQ);
     w->to_transmit = rte_ring_create(absl::StrCat("karl_ctx_", index).c_str(), 1024, sock,
                                      RING_F_SP_ENQ | RING_F_SC_DEQ);
-    w->handoff =
-        rte_ring_create(absl::StrCat("karl_hof_", index).c_str(), 4096, sock, RING_F_SC_DEQ);
+    w->handoff = rte_ring_create(absl::StrCat("karl_hof_", index).c_str(),
+                                 settings.handoff_ring_size, sock, RING_F_SC_DEQ);
     w->events = rte_ring_create_elem(absl::StrCat("karl_evt_", index).c_str(), sizeof(WorkerEvent),
                                      4096, sock, RING_F_SP_ENQ | RING_F_SC_DEQ);
     w->unresolved = rte_ring_create(absl::StrCat("karl_unr_", index).c_str(), 512, sock,
@@ -737,6 +744,8 @@ absl::Status Dataplane::Init(const Settings& settings) {
       w->egress_ports[p].port_id = ports_[p].port_id;
       w->egress_ports[p].vlan = ports_[p].settings.vlan;
       std::memcpy(w->egress_ports[p].mac, ports_[p].mac.bytes().data(), 6);
+      w->egress_ports[p].tx_ip_cksum_offload = ports_[p].tx_ip_cksum_offload;
+      w->egress_ports[p].tx_udp_cksum_offload = ports_[p].tx_udp_cksum_offload;
       w->tx_buffers[p] = static_cast<rte_eth_dev_tx_buffer*>(rte_zmalloc_socket(
           "karl_txbuf", RTE_ETH_TX_BUFFER_SIZE(kMaxBurst), 0, rte_lcore_to_socket_id(lcore)));
       if (w->tx_buffers[p] == nullptr) {

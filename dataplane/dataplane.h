@@ -51,6 +51,9 @@ struct Settings {
   bool rss = true;
   uint32_t max_streams = 0;  // 0 = one per local port: (rtp range) x (addresses)
   bool verify_udp_checksum = true;
+  // Use the devices' TX checksum offloads where they have them (D24). Off: software only.
+  bool tx_checksum_offload = true;
+  uint32_t handoff_ring_size = 4096;  // per worker, a power of two (tests make it small)
   // Who runs SRTP on the workers. Init sets the engine up (InitSrtpCrypto) and Close
   // tears it down; contexts for the streams must be made with the same kind.
   SrtpEngineKind srtp_engine = SrtpEngineKind::kOpenssl;
@@ -68,7 +71,9 @@ struct PortRuntime {
   PortSettings settings;
   uint16_t port_id = 0;
   MacAddress mac;
-  PortContext ctx;  // the workers' read-only copy lives in WorkerState
+  PortContext ctx;                   // the workers' read-only copy lives in WorkerState
+  bool tx_ip_cksum_offload = false;  // configured TX offloads (D24)
+  bool tx_udp_cksum_offload = false;
   bool started = false;
   bool allmulticast = false;
 };

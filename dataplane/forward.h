@@ -25,6 +25,12 @@ struct EgressPort {
   uint16_t port_id = 0;
   uint16_t vlan = 0;
   uint8_t mac[6] = {};
+  // TX checksum offloads the port was configured with (D24): the IPv4 header checksum,
+  // and the UDP checksum where a full one is needed (a payload SRTP rewrote; IPv4
+  // without a checksum bridged to IPv6). An unchanged payload keeps the cheaper RFC 1624
+  // incremental update in software.
+  bool tx_ip_cksum_offload = false;
+  bool tx_udp_cksum_offload = false;
 };
 
 namespace detail {
@@ -67,9 +73,9 @@ inline uint16_t FullUdpChecksum(const uint8_t* src, const uint8_t* dst, uint8_t 
 // Rewrites `m` in place for `e` and returns kCount on success, else the drop reason.
 // `p` is what ClassifyPacket found for the incoming frame. With `payload_changed` (an
 // SRTP transform rewrote the payload and set the UDP length) the UDP checksum is
-// computed afresh instead of updated. Without a next-hop MAC (`e.have_mac` false): with
-// `unresolved` null the packet is dropped (no_neighbor); else it is rewritten with a
-// zero destination MAC, *unresolved is set, and the caller hands it to the control
+// computed afresh instead of updated (by the device when `port` offloads it). Without a next-hop
+// MAC (`e.have_mac` false): with `unresolved` null the packet is dropped (no_neighbor); else it is
+// rewritten with a zero destination MAC, *unresolved is set, and the caller hands it to the control
 // plane, which holds it until ARP/NDP answers (the frame starts with the MAC to fill).
 inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egress& e,
                                    const EgressPort& port, bool payload_changed = false,
@@ -129,6 +135,7 @@ inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egr
   }
 
   udp = reinterpret_cast<rte_udp_hdr*>(frame + new_off);
+  uint64_t ol_flags = 0;  // TX offload requests for the device
   udp->src_port = e.src_port_be;
   udp->dst_port = e.dst_port_be;
   uint32_t new_sum = detail::Sum16(&udp->src_port, 4);
@@ -144,9 +151,18 @@ inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egr
     std::memcpy(&ip->src_addr, e.src_addr, 4);
     std::memcpy(&ip->dst_addr, e.dst_addr, 4);
     ip->hdr_checksum = 0;
-    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    if (port.tx_ip_cksum_offload) {
+      ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+    } else {
+      ip->hdr_checksum = rte_ipv4_cksum(ip);
+    }
     new_sum += detail::Sum16(&ip->src_addr, 8);
-    if (payload_changed) {
+    if (payload_changed && port.tx_udp_cksum_offload) {
+      // The device sums header and payload; it expects the pseudo-header's sum in the
+      // field (DPDK's convention, rte_ipv4_phdr_cksum).
+      ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_UDP_CKSUM;
+      udp->dgram_cksum = rte_ipv4_phdr_cksum(ip, ol_flags);
+    } else if (payload_changed) {
       udp->dgram_cksum = detail::FullUdpChecksum(e.src_addr, e.dst_addr, 4, udp, udp_len);
     } else if (old_cksum == 0) {
       udp->dgram_cksum = 0;  // RFC 768: none before, none now
@@ -161,7 +177,10 @@ inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egr
     ip->hop_limits = 64;
     std::memcpy(ip->src_addr, e.src_addr, 16);
     std::memcpy(ip->dst_addr, e.dst_addr, 16);
-    if (payload_changed || old_cksum == 0) {
+    if ((payload_changed || old_cksum == 0) && port.tx_udp_cksum_offload) {
+      ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_UDP_CKSUM;
+      udp->dgram_cksum = rte_ipv6_phdr_cksum(ip, ol_flags);
+    } else if (payload_changed || old_cksum == 0) {
       // (IPv4 without checksum bridged to IPv6, where it is mandatory: RFC 8200 §8.1.)
       udp->dgram_cksum = detail::FullUdpChecksum(e.src_addr, e.dst_addr, 6, udp, udp_len);
     } else {
@@ -170,7 +189,11 @@ inline DropReason RewriteForEgress(rte_mbuf* m, const ParsedPacket& p, const Egr
     }
   }
   m->port = port.port_id;
-  m->ol_flags = 0;
+  m->ol_flags = ol_flags;
+  if (ol_flags != 0) {
+    m->l2_len = l2_len;  // the VLAN tag Karl writes is part of L2
+    m->l3_len = l3_len;
+  }
   return DropReason::kCount;
 }
 

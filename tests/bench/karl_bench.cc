@@ -4,6 +4,10 @@
 //
 //   karl-bench [--rounds N] [--packets N] [--sessions N] [--size RTP_BYTES]
 //              [--no-verify-udp-checksum]   (dataplane.verify_udp_checksum: false)
+//              [--huge]           hugepages (needs hugetlbfs mounted and 600 2 MiB pages:
+//                                 mount -t hugetlbfs nodev /dev/hugepages;
+//                                 echo 640 > /proc/sys/vm/nr_hugepages)
+//              [--frames-in-llc]  do not flush the frames from the cache (DDIO-like)
 //
 // Ports: "ring" (net_ring made of rte_rings: the main lcore puts frames on its RX
 // ring) and "null" (net_null: transmit frees the packets). Per round the main lcore
@@ -83,6 +87,10 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// --frames-in-llc: leave the frames in the cache hierarchy (a NIC with DDIO writes them
+// into the last-level cache); mbuf headers are flushed either way.
+bool g_flush_frames = true;
+
 // One round: enqueue `count` frames (cycling over `frames`), wait until `counted()`
 // reaches `target`; returns packets per second.
 double Round(rte_mempool* pool, rte_ring* rx, const std::vector<Bytes>& frames, unsigned count,
@@ -102,6 +110,7 @@ double Round(rte_mempool* pool, rte_ring* rx, const std::vector<Bytes>& frames, 
   for (rte_mbuf* m : mbufs) {
     auto* hdr = reinterpret_cast<char*>(m);
     for (unsigned off = 0; off < sizeof(rte_mbuf); off += 64) _mm_clflushopt(hdr + off);
+    if (!g_flush_frames) continue;
     auto* data = rte_pktmbuf_mtod(m, char*);
     for (unsigned off = 0; off < m->data_len + 64u; off += 64) _mm_clflushopt(data + off);
   }
@@ -173,10 +182,13 @@ int main(int argc, char** argv) {
   unsigned rtp_size = 172;
   bool verify_udp_checksum = true;
   bool srtp = true;
+  bool huge = false;
   karl::dp::SrtpEngineKind engine = karl::dp::SrtpEngineKind::kIpsecMb;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--no-verify-udp-checksum") verify_udp_checksum = false;
     if (std::string(argv[i]) == "--no-srtp") srtp = false;
+    if (std::string(argv[i]) == "--huge") huge = true;
+    if (std::string(argv[i]) == "--frames-in-llc") g_flush_frames = false;
     if (std::string(argv[i]) == "--srtp-engine" && i + 1 < argc) {
       if (!karl::dp::ParseSrtpEngineKind(argv[i + 1], &engine)) {
         std::fprintf(stderr, "karl-bench: --srtp-engine: ipsec_mb, openssl or libsrtp\n");
@@ -197,6 +209,10 @@ int main(int argc, char** argv) {
       "karl-bench",  "-l",          "0-1",           "--no-huge", "-m",     "1024",
       "--no-pci",    "--no-shconf", "--file-prefix", prefix,      "--vdev", "net_null0,no-rx=1",
       "--log-level", "error"};
+  if (huge) {  // 2 MiB pages from a mounted hugetlbfs instead of --no-huge's 4 KiB pages
+    eal[3] = "--huge-unlink";
+    eal[5] = "1200";
+  }
   std::vector<char*> eal_argv;
   for (auto& s : eal) eal_argv.push_back(s.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {

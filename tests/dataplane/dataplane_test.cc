@@ -479,6 +479,114 @@ class RelayTest : public DataplaneTest {
   }
 };
 
+// TX checksum offload (D24): with a port that offloads, the rewrite leaves the IPv4 header
+// checksum to the device and, where a full UDP checksum is due (payload changed; IPv4
+// without checksum bridged to IPv6), puts the pseudo-header sum in the field and asks the
+// device for the rest. Finishing those as a device does must give the software bytes.
+TEST(TxChecksumOffloadTest, DeviceFinishesTheSameBytesAsSoftware) {
+  struct Case {
+    const char* name;
+    IpAddress peer, local, egress_local, egress_peer;
+    bool payload_changed;
+    bool no_udp_checksum_in;  // IPv4 sent without a UDP checksum
+    uint16_t vlan;
+  };
+  const Case cases[] = {
+      {"v4 payload changed", kPeerV4, kOurV4, kOurV4b, kFarV4, true, false, 0},
+      {"v4 unchanged", kPeerV4, kOurV4, kOurV4b, kFarV4, false, false, 0},
+      {"v4 no checksum stays none", kPeerV4, kOurV4, kOurV4b, kFarV4, false, true, 0},
+      {"v6 payload changed", kPeerV6, kOurV6, kOurV6, kFarV6, true, false, 0},
+      {"v4->v6 without checksum", kPeerV4, kOurV4, kOurV6, kFarV6, false, true, 0},
+      {"v6->v4 payload changed, VLAN", kPeerV6, kOurV6, kOurV4b, kFarV4, true, false, 42},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    UdpSpec in{c.peer, c.local, 40000, 30000, test::RtpPayload(9)};
+    Bytes frame = test::BuildUdp(in);
+    ParsedPacket p;
+    p.ip_version = c.peer.is_v4() ? 4 : 6;
+    p.l3_offset = RTE_ETHER_HDR_LEN;
+    p.l4_offset = static_cast<uint16_t>(p.l3_offset + (p.ip_version == 4 ? 20 : 40));
+    p.udp_payload_len = static_cast<uint16_t>(frame.size() - p.l4_offset - 8);
+    if (c.no_udp_checksum_in) {
+      frame[p.l4_offset + 6] = 0;
+      frame[p.l4_offset + 7] = 0;
+    }
+    if (c.payload_changed) frame.back() ^= 0x5a;  // as if SRTP had rewritten the payload
+    Egress e;
+    e.family = c.egress_local.is_v4() ? 4 : 6;
+    e.have_mac = true;
+    std::memcpy(e.src_addr, c.egress_local.bytes().data(), e.family == 4 ? 4 : 16);
+    std::memcpy(e.dst_addr, c.egress_peer.bytes().data(), e.family == 4 ? 4 : 16);
+    e.src_port_be = rte_cpu_to_be_16(30102);
+    e.dst_port_be = rte_cpu_to_be_16(50000);
+    std::memcpy(e.dst_mac, kNextHopMac.bytes().data(), 6);
+    EgressPort software;
+    software.vlan = c.vlan;
+    EgressPort offload = software;
+    offload.tx_ip_cksum_offload = true;
+    offload.tx_udp_cksum_offload = true;
+
+    Bytes out[2];
+    for (int i = 0; i < 2; ++i) {
+      rte_mbuf* m = rte_pktmbuf_alloc(g_test_pool);
+      ASSERT_NE(m, nullptr);
+      std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(),
+                  frame.size());
+      ASSERT_EQ(RewriteForEgress(m, p, e, i == 0 ? software : offload, c.payload_changed),
+                DropReason::kCount);
+      uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+      const uint16_t l2 = c.vlan ? RTE_ETHER_HDR_LEN + 4 : RTE_ETHER_HDR_LEN;
+      const uint16_t l3 = e.family == 4 ? 20 : 40;
+      if (i == 0) {
+        EXPECT_EQ(m->ol_flags, 0u);
+      } else {
+        // What the application asked of the device, and the device's part done here.
+        const bool full_udp = c.payload_changed || (e.family == 6 && c.no_udp_checksum_in);
+        uint64_t want = full_udp ? RTE_MBUF_F_TX_UDP_CKSUM : 0;
+        if (e.family == 4) want |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+        if (e.family == 6 && full_udp) want |= RTE_MBUF_F_TX_IPV6;
+        EXPECT_EQ(m->ol_flags, want);
+        EXPECT_EQ(m->l2_len, l2);
+        EXPECT_EQ(m->l3_len, l3);
+        if (e.family == 4) {
+          auto* ip = reinterpret_cast<rte_ipv4_hdr*>(f + l2);
+          EXPECT_EQ(ip->hdr_checksum, 0);
+          ip->hdr_checksum = rte_ipv4_cksum(ip);
+        }
+        if (m->ol_flags & RTE_MBUF_F_TX_UDP_CKSUM) {
+          auto* udp = reinterpret_cast<rte_udp_hdr*>(f + l2 + l3);
+          const uint16_t len = rte_be_to_cpu_16(udp->dgram_len);
+          // The field holds the pseudo-header's sum; the device adds header and payload.
+          uint16_t sum = static_cast<uint16_t>(~rte_raw_cksum(udp, len));
+          udp->dgram_cksum = sum == 0 ? 0xffff : sum;
+        }
+      }
+      out[i].assign(f, f + m->data_len);
+      rte_pktmbuf_free(m);
+    }
+    EXPECT_EQ(out[1], out[0]);
+    // And the software bytes are a valid datagram (the checksum verifies, or is absent
+    // where IPv4 allows it).
+    const size_t l4 = (c.vlan ? 18 : 14) + (e.family == 4 ? 20 : 40);
+    const uint16_t field = static_cast<uint16_t>(out[0][l4 + 6] << 8 | out[0][l4 + 7]);
+    if (e.family == 4 && c.no_udp_checksum_in && !c.payload_changed) {
+      EXPECT_EQ(field, 0);
+    } else {
+      // Recomputed over the datagram with the field zeroed, it must be what was sent.
+      Bytes copy = out[0];
+      copy[l4 + 6] = 0;
+      copy[l4 + 7] = 0;
+      const uint8_t* l3p = copy.data() + (c.vlan ? 18 : 14);
+      const uint16_t want =
+          e.family == 4
+              ? rte_ipv4_udptcp_cksum(reinterpret_cast<const rte_ipv4_hdr*>(l3p), copy.data() + l4)
+              : rte_ipv6_udptcp_cksum(reinterpret_cast<const rte_ipv6_hdr*>(l3p), copy.data() + l4);
+      EXPECT_EQ(field, rte_be_to_cpu_16(want)) << "software UDP checksum does not verify";
+    }
+  }
+}
+
 struct ForwardCase {
   const char* name;
   IpAddress peer, local, egress_local, egress_peer;

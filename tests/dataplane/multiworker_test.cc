@@ -62,34 +62,34 @@ bool WaitUntil(const std::function<bool()>& done) {
   return done();
 }
 
-TEST(MultiWorkerTest, StreamIsOwnedByOneWorkerAndOthersHandOver) {
+// A net_ring port `name` with two RX and two TX queues (one per worker), its rings in
+// rx/tx, and a dataplane on it whose two workers are started.
+void StartTwoWorkers(const std::string& name, rte_ring* rx[2], rte_ring* tx[2], Settings s,
+                     Dataplane* dp) {
   ASSERT_EQ(rte_lcore_count(), 3u);
-  rte_ring* rx[2];
-  rte_ring* tx[2];
   for (int q = 0; q < 2; ++q) {
-    rx[q] = rte_ring_create(("mwrx" + std::to_string(q)).c_str(), 256, 0,
+    rx[q] = rte_ring_create((name + "rx" + std::to_string(q)).c_str(), 256, 0,
                             RING_F_SP_ENQ | RING_F_SC_DEQ);
-    tx[q] = rte_ring_create(("mwtx" + std::to_string(q)).c_str(), 256, 0,
+    tx[q] = rte_ring_create((name + "tx" + std::to_string(q)).c_str(), 256, 0,
                             RING_F_SP_ENQ | RING_F_SC_DEQ);
   }
-  ASSERT_GE(rte_eth_from_rings("mwport", rx, 2, tx, 2, 0), 0);
-  Settings s;
+  ASSERT_GE(rte_eth_from_rings(name.c_str(), rx, 2, tx, 2, 0), 0);
   s.ports.push_back(
       PortSettings{"ext0",
-                   "net_ring_mwport",
+                   "net_ring_" + name,
                    {*IpPrefix::Parse("198.51.100.1/24"), *IpPrefix::Parse("203.0.113.1/24")},
                    0,
                    1500,
                    1024,
                    1024});
   s.rss = false;
-  Dataplane dp;
-  ASSERT_TRUE(dp.Init(s).ok());
-  ASSERT_TRUE(dp.Start().ok());
-  ASSERT_EQ(dp.worker_count(), 2u);
+  ASSERT_TRUE(dp->Init(s).ok());
+  ASSERT_TRUE(dp->Start().ok());
+  ASSERT_EQ(dp->worker_count(), 2u);
+}
 
-  const IpAddress ours = *IpAddress::Parse("198.51.100.1");
-  const IpAddress peer = *IpAddress::Parse("198.51.100.2");
+// A stream receiving on 198.51.100.1:30000, relayed to 203.0.113.9:50000.
+uint32_t AddRelayStream(Dataplane& dp) {
   StreamConfig cfg;
   cfg.id = dp.AllocateStream();
   cfg.latch = false;
@@ -102,14 +102,34 @@ TEST(MultiWorkerTest, StreamIsOwnedByOneWorkerAndOthersHandOver) {
   cfg.egress.src_port_be = rte_cpu_to_be_16(30100);
   cfg.egress.dst_port_be = rte_cpu_to_be_16(50000);
   dp.PublishStream(cfg);
-  ASSERT_TRUE(
+  const IpAddress ours = *IpAddress::Parse("198.51.100.1");
+  EXPECT_TRUE(
       dp.AddFlow(MakeFlowKey(4, ours.bytes().data(), rte_cpu_to_be_16(30000)), cfg.id).ok());
+  return cfg.id;
+}
+
+rte_mbuf* RtpTo30000(const Dataplane& dp, uint16_t seq) {
+  const IpAddress ours = *IpAddress::Parse("198.51.100.1");
+  const IpAddress peer = *IpAddress::Parse("198.51.100.2");
+  const Bytes f = test::BuildUdp(UdpSpec{peer, ours, 40000, 30000, test::RtpPayload(seq)});
+  rte_mbuf* m = rte_pktmbuf_alloc(g_pool);
+  if (m == nullptr) return nullptr;
+  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+  m->port = dp.port(0).port_id;
+  return m;
+}
+
+TEST(MultiWorkerTest, StreamIsOwnedByOneWorkerAndOthersHandOver) {
+  rte_ring* rx[2];
+  rte_ring* tx[2];
+  Dataplane dp;
+  ASSERT_NO_FATAL_FAILURE(StartTwoWorkers("mwport", rx, tx, Settings{}, &dp));
+  StreamConfig cfg;
+  cfg.id = AddRelayStream(dp);
 
   auto inject = [&](int queue, uint16_t seq) {
-    const Bytes f = test::BuildUdp(UdpSpec{peer, ours, 40000, 30000, test::RtpPayload(seq)});
-    rte_mbuf* m = rte_pktmbuf_alloc(g_pool);
-    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
-    m->port = dp.port(0).port_id;
+    rte_mbuf* m = RtpTo30000(dp, seq);
+    ASSERT_NE(m, nullptr);
     ASSERT_EQ(rte_ring_enqueue(rx[queue], m), 0);
   };
   const StreamState& st = dp.stream_state(cfg.id);
@@ -140,6 +160,60 @@ TEST(MultiWorkerTest, StreamIsOwnedByOneWorkerAndOthersHandOver) {
   EXPECT_EQ(st.received.Read(), 2u);
   dp.Close();
   for (int q = 0; q < 2; ++q) {
+    rte_ring_free(rx[q]);
+    rte_ring_free(tx[q]);
+  }
+}
+
+// The owner's hand-off ring full: the packets that do not fit are dropped and counted
+// as handoff_ring_full by the worker that received them, none is lost uncounted and
+// none is relayed by a worker that does not own the stream. Both workers share one CPU,
+// so while worker 0 takes a bulk of 250 packets worker 1 cannot drain its 31-slot ring.
+TEST(MultiWorkerTest, FullHandoffRingIsCountedNotLost) {
+  rte_ring* rx[2];
+  rte_ring* tx[2];
+  Settings s;
+  s.handoff_ring_size = 32;
+  Dataplane dp;
+  ASSERT_NO_FATAL_FAILURE(StartTwoWorkers("mwfull", rx, tx, s, &dp));
+  const uint32_t id = AddRelayStream(dp);
+  const StreamState& st = dp.stream_state(id);
+  rte_mbuf* first = RtpTo30000(dp, 1);
+  ASSERT_NE(first, nullptr);
+  ASSERT_EQ(rte_ring_enqueue(rx[1], first), 0);  // worker 1 becomes the owner
+  ASSERT_TRUE(WaitUntil([&] { return st.packets.Read() == 1; }));
+  ASSERT_EQ(st.owner.load(), 1);
+
+  constexpr unsigned kBurst = 250;
+  std::vector<rte_mbuf*> burst;
+  for (unsigned i = 0; i < kBurst; ++i) {
+    burst.push_back(RtpTo30000(dp, static_cast<uint16_t>(2 + i)));
+    ASSERT_NE(burst.back(), nullptr);
+  }
+  ASSERT_EQ(rte_ring_enqueue_bulk(rx[0], reinterpret_cast<void**>(burst.data()), kBurst, nullptr),
+            kBurst);
+  const auto& w0 = dp.worker(0).counters;
+  const auto full = [&] {
+    return w0.drops[static_cast<size_t>(DropReason::kHandoffRingFull)].Read();
+  };
+  ASSERT_TRUE(WaitUntil([&] { return w0.handoffs.Read() + full() == kBurst; }))
+      << "handed over " << w0.handoffs.Read() << ", ring full " << full();
+  EXPECT_GT(full(), 0u);
+  EXPECT_GE(w0.handoffs.Read(), 31u);
+  // Everything handed over was relayed by the owner, and only by it.
+  EXPECT_TRUE(WaitUntil([&] { return st.packets.Read() == 1 + w0.handoffs.Read(); }))
+      << st.packets.Read() << " relayed, " << w0.handoffs.Read() << " handed over";
+  EXPECT_TRUE(
+      WaitUntil([&] { return dp.worker(1).counters.tx_packets.Read() == 1 + w0.handoffs.Read(); }));
+  EXPECT_EQ(w0.tx_packets.Read(), 0u);
+  EXPECT_EQ(w0.rx_packets.Read(), kBurst);
+  dp.Close();
+  for (int q = 0; q < 2; ++q) {
+    while (true) {  // the relayed packets left on the TX rings
+      void* m = nullptr;
+      if (rte_ring_dequeue(tx[q], &m) != 0) break;
+      rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    }
     rte_ring_free(rx[q]);
     rte_ring_free(tx[q]);
   }
