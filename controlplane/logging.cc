@@ -2,11 +2,13 @@
 
 #include <rte_log.h>
 #include <spdlog/details/log_msg.h>
+#include <spdlog/details/null_mutex.h>
 #include <spdlog/logger.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -247,6 +249,38 @@ class SwitchableSink final : public spdlog::sinks::sink {
   std::shared_ptr<spdlog::sinks::sink> inner_;
 };
 
+// stderr without a write(2) per record: spdlog's stderr sink flushes every line, which
+// costs the control thread a system call per session created or ended (5% of its time
+// at 10,000 ng calls/s). Records gather here and are written when the logger flushes:
+// at once for warn and above (flush_on), whenever the control loop goes idle
+// (FlushLogs), every second (flush_every), at 64 KiB, and at exit (D23).
+class BufferedStderrSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  ~BufferedStderrSink() override { flush_(); }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    buffer_.append(formatted.data(), formatted.size());
+    if (buffer_.size() >= kFlushBytes) flush_();
+  }
+  void flush_() override {
+    size_t done = 0;
+    while (done < buffer_.size()) {
+      const ssize_t n = ::write(STDERR_FILENO, buffer_.data() + done, buffer_.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // stderr closed or full: nothing better to do with the text
+      done += static_cast<size_t>(n);
+    }
+    buffer_.clear();
+  }
+
+ private:
+  static constexpr size_t kFlushBytes = 64 * 1024;
+  std::string buffer_;
+};
+
 struct LoggingState {
   std::mutex mu;  // guards the fields below (InitLogging vs. RouteDpdkLogs)
   std::shared_ptr<SwitchableSink> sink;
@@ -280,7 +314,7 @@ absl::StatusOr<std::shared_ptr<spdlog::sinks::sink>> MakeInnerSink(const LogConf
                                                                    uint64_t max_file_bytes) {
   std::shared_ptr<spdlog::sinks::sink> sink;
   if (cfg.file.empty()) {
-    sink = std::make_shared<spdlog::sinks::stderr_sink_st>();
+    sink = std::make_shared<BufferedStderrSink>();
   } else {
     if (const absl::Status s = CheckLogFileWritable(cfg.file); !s.ok()) return s;
     const uint64_t max_bytes =

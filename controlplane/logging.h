@@ -59,7 +59,8 @@ absl::Status InitLogging(const LogConfig& cfg, uint64_t max_file_bytes);
 // output. Call from the main thread, normally right after the first InitLogging.
 void RouteDpdkLogs();
 
-// Flushes the karl logger's sink (tests, shutdown). Any thread.
+// Flushes the karl logger's sink: writes out what a buffered sink (stderr) gathered.
+// The control loop calls it when idle; also tests, shutdown. Any thread.
 void FlushLogs();
 
 }  // namespace karl

@@ -1,5 +1,6 @@
 #include "controlplane/logging.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <rte_log.h>
 #include <spdlog/spdlog.h>
@@ -8,8 +9,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -252,6 +255,55 @@ TEST_F(LoggingTest, ReloadWhileOtherThreadsLogLosesNothingAfterTheSwitch) {
   }
   EXPECT_EQ(nlohmann::json::parse(lines.back()).at("msg"), "last");
   EXPECT_FALSE(ReadLines(first.file).empty());
+}
+
+// stderr gathers records and writes them when the logger flushes (D23): info waits for
+// FlushLogs (the control loop calls it when idle), a warning goes out at once with
+// everything before it, in order.
+TEST_F(LoggingTest, StderrIsWrittenOnFlushAndAtOnceForWarnings) {
+  const std::string path = (dir_ / "stderr.txt").string();
+  std::fflush(stderr);
+  const int saved = dup(STDERR_FILENO);
+  ASSERT_GE(saved, 0);
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+  close(fd);
+  const auto contents = [&] {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  LogConfig cfg;
+  cfg.level = 3;
+  ASSERT_TRUE(InitLogging(cfg).ok());
+  // The once-a-second flusher thread may write between a record and the read below
+  // (tens of microseconds out of a second): try again then, it is not due again so soon.
+  std::string before_flush;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    FlushLogs();
+    ASSERT_EQ(ftruncate(STDERR_FILENO, 0), 0);
+    ASSERT_EQ(lseek(STDERR_FILENO, 0, SEEK_SET), 0);
+    spdlog::info("first record");
+    spdlog::info("second record");
+    before_flush = contents();
+    if (before_flush.empty()) break;
+  }
+  FlushLogs();
+  const std::string after_flush = contents();
+  spdlog::info("third record");
+  spdlog::warn("a warning");
+  const std::string after_warning = contents();
+  ASSERT_EQ(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+  close(saved);
+
+  EXPECT_EQ(before_flush, "");
+  EXPECT_NE(after_flush.find("first record"), std::string::npos) << after_flush;
+  EXPECT_LT(after_flush.find("first record"), after_flush.find("second record"));
+  EXPECT_EQ(after_flush.find("third record"), std::string::npos);
+  const size_t third = after_warning.find("third record");
+  ASSERT_NE(third, std::string::npos) << after_warning;
+  EXPECT_LT(third, after_warning.find("a warning"));
+  EXPECT_EQ(after_warning.find("first record"), after_warning.rfind("first record"));  // once
 }
 
 TEST(LogLevelTest, KarlLevelsMapBothWays) {
