@@ -1422,6 +1422,17 @@ void SrtpContext::CheckLayout() noexcept {
   static_assert(sizeof(SrtpContext) % 128 == 64, "an odd number of cache lines");
 }
 
+void SrtpContext::PrefetchSessionL2(SrtpOp op) const noexcept {
+  const bool protect = op == SrtpOp::kProtect || op == SrtpOp::kProtectRtcp;
+  const bool rtcp = op == SrtpOp::kProtectRtcp || op == SrtpOp::kUnprotectRtcp;
+  const int dir = protect ? kProtectDir : kUnprotectDir;
+  const auto* session =
+      static_cast<const uint8_t*>(rtcp ? rtcp_sessions_[dir] : rtp_sessions_[dir]);
+  if (session == nullptr) return;
+  const uint32_t bytes = srtp_internal::g_session_prefetch_bytes[aead_ ? 1 : 0];
+  for (uint32_t off = 0; off < bytes; off += 64) rte_prefetch1(session + off);
+}
+
 void SrtpContext::PrefetchFor(const SrtpJob& job) const noexcept {
   const bool protect = job.op == SrtpOp::kProtect || job.op == SrtpOp::kProtectRtcp;
   const bool rtcp = job.op == SrtpOp::kProtectRtcp || job.op == SrtpOp::kUnprotectRtcp;
