@@ -184,25 +184,36 @@ int main(int argc, char** argv) {
   bool srtp = true;
   bool huge = false;
   karl::dp::SrtpEngineKind engine = karl::dp::SrtpEngineKind::kIpsecMb;
+  // Flags and "--name value" options in any order; anything else is a usage error.
   for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--no-verify-udp-checksum") verify_udp_checksum = false;
-    if (std::string(argv[i]) == "--no-srtp") srtp = false;
-    if (std::string(argv[i]) == "--huge") huge = true;
-    if (std::string(argv[i]) == "--frames-in-llc") g_flush_frames = false;
-    if (std::string(argv[i]) == "--srtp-engine" && i + 1 < argc) {
-      if (!karl::dp::ParseSrtpEngineKind(argv[i + 1], &engine)) {
-        std::fprintf(stderr, "karl-bench: --srtp-engine: ipsec_mb, openssl or libsrtp\n");
-        return 1;
-      }
-    }
-  }
-  for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    const unsigned v = static_cast<unsigned>(std::atoi(argv[i + 1]));
-    if (a == "--rounds") rounds = std::max(1u, v);
-    if (a == "--packets") packets = std::max(32u, v);
-    if (a == "--sessions") sessions = std::clamp(v, 1u, 20000u);
-    if (a == "--size") rtp_size = std::clamp(v, 12u, 1400u);
+    if (a == "--no-verify-udp-checksum") {
+      verify_udp_checksum = false;
+    } else if (a == "--no-srtp") {
+      srtp = false;
+    } else if (a == "--huge") {
+      huge = true;
+    } else if (a == "--frames-in-llc") {
+      g_flush_frames = false;
+    } else if (i + 1 < argc && a == "--srtp-engine") {
+      if (!karl::dp::ParseSrtpEngineKind(argv[++i], &engine)) {
+        std::fprintf(stderr, "karl-bench: --srtp-engine: ipsec_mb, openssl or libsrtp\n");
+        return 2;
+      }
+    } else if (i + 1 < argc &&
+               (a == "--rounds" || a == "--packets" || a == "--sessions" || a == "--size")) {
+      const unsigned v = static_cast<unsigned>(std::atoi(argv[++i]));
+      if (a == "--rounds") rounds = std::max(1u, v);
+      if (a == "--packets") packets = std::max(32u, v);
+      if (a == "--sessions") sessions = std::clamp(v, 1u, 20000u);
+      if (a == "--size") rtp_size = std::clamp(v, 12u, 1400u);
+    } else {
+      std::fprintf(stderr,
+                   "karl-bench: unknown or incomplete option %s (see the top of "
+                   "tests/bench/karl_bench.cc)\n",
+                   a.c_str());
+      return 2;
+    }
   }
   const std::string prefix = "karl-bench-" + std::to_string(getpid());
   std::vector<std::string> eal = {
