@@ -38,6 +38,7 @@ SUITES=(
   "dataplane|$BUILD_DIR/tests/dataplane/dataplane_test --gtest_output=json:$RESULTS/dataplane.json"
   "multiworker|$BUILD_DIR/tests/dataplane/multiworker_test --gtest_output=json:$RESULTS/multiworker.json"
   "e2e|python3 tests/e2e/run.py --build-dir $BUILD_DIR --json $RESULTS/e2e.json"
+  "bench-smoke|python3 tests/bench_smoke.py --build-dir $BUILD_DIR --json $RESULTS/bench-smoke.json"
   "format|scripts/check-format.sh --json $RESULTS/format.json"
   "asan-build|asan_build"
   "asan-unit-common|$ASAN_DIR/common/common_unit_test --gtest_output=json:$RESULTS/asan-unit-common.json"
