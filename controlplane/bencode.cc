@@ -233,14 +233,30 @@ class Decoder {
   size_t elements_ = 0;
 };
 
+// Appends the decimal digits of n (no allocation; replies hold hundreds of numbers).
+template <class Int>
+void AppendDecimal(Int n, std::string& out) {
+  char digits[24];
+  const auto r = std::to_chars(digits, digits + sizeof(digits), n);
+  out.append(digits, r.ptr);
+}
+
+// "<length>:<bytes>", a bencode string.
+void AppendString(std::string_view s, std::string& out) {
+  AppendDecimal(s.size(), out);
+  out.push_back(':');
+  out.append(s);
+}
+
 void Encode(const BencodeValue& v, std::string& out) {
   switch (v.type()) {
     case BencodeValue::Type::kInteger:
-      absl::StrAppend(&out, "i", *v.AsInteger(), "e");
+      out.push_back('i');
+      AppendDecimal(*v.AsInteger(), out);
+      out.push_back('e');
       return;
     case BencodeValue::Type::kString:
-      absl::StrAppend(&out, v.AsString()->size(), ":");
-      out.append(*v.AsString());
+      AppendString(*v.AsString(), out);
       return;
     case BencodeValue::Type::kList:
       out.push_back('l');
@@ -250,8 +266,7 @@ void Encode(const BencodeValue& v, std::string& out) {
     case BencodeValue::Type::kDictionary:
       out.push_back('d');
       for (const auto& [key, item] : *v.AsDictionary()) {
-        absl::StrAppend(&out, key.size(), ":");
-        out.append(key);
+        AppendString(key, out);
         Encode(item, out);
       }
       out.push_back('e');

@@ -46,8 +46,11 @@ constexpr dp::SrtpSuite kOfferSuites[] = {
 std::string Norm(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (c == ' ' || c == '_') c = '-';
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');  // ASCII only: no locale lookup per character
+    } else if (c == ' ' || c == '_') {
+      c = '-';
+    }
   }
   return out;
 }
