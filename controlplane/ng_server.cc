@@ -463,10 +463,7 @@ std::shared_ptr<const std::string> NgServer::CacheLookup(const CacheKey& key,
 void NgServer::CacheInsert(CacheKey key, std::shared_ptr<const std::string> reply,
                            Clock::time_point now) {
   // Insertion times grow along the deque, so the expired entries are a prefix of it.
-  while (!cache_order_.empty()) {
-    const auto it = cache_.find(cache_order_.front().key);
-    const bool current = it != cache_.end() && it->second.sequence == cache_order_.front().sequence;
-    if (current && now - it->second.inserted < cache_ttl_) break;
+  while (!cache_order_.empty() && now - cache_order_.front().inserted >= cache_ttl_) {
     CachePopFront();
   }
   while (!cache_order_.empty() && (cache_order_.size() >= max_cache_entries_ ||
@@ -480,7 +477,7 @@ void NgServer::CacheInsert(CacheKey key, std::shared_ptr<const std::string> repl
   entry.reply = std::move(reply);
   entry.inserted = now;
   entry.sequence = sequence;
-  cache_order_.push_back(CacheOrder{std::move(key), sequence});
+  cache_order_.push_back(CacheOrder{std::move(key), sequence, now});
 }
 
 void NgServer::CachePopFront() {
