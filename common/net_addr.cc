@@ -61,8 +61,20 @@ bool IpAddress::IsUnspecified() const {
 std::string IpAddress::ToString() const {
   char buf[INET6_ADDRSTRLEN] = {0};
   if (is_v4()) {
-    inet_ntop(AF_INET, bytes_.data(), buf, sizeof(buf));
-  } else if (is_v6()) {
+    // Dotted quad by hand: glibc's inet_ntop formats IPv4 with sprintf, and addresses are
+    // written into every SDP and ng reply.
+    std::string out;
+    out.reserve(15);
+    for (int i = 0; i < 4; ++i) {
+      if (i != 0) out.push_back('.');
+      const unsigned octet = bytes_[i];
+      if (octet >= 100) out.push_back(static_cast<char>('0' + octet / 100));
+      if (octet >= 10) out.push_back(static_cast<char>('0' + octet / 10 % 10));
+      out.push_back(static_cast<char>('0' + octet % 10));
+    }
+    return out;
+  }
+  if (is_v6()) {
     inet_ntop(AF_INET6, bytes_.data(), buf, sizeof(buf));
   } else {
     return "";

@@ -18,6 +18,12 @@ TEST(IpAddressTest, ParsesIpv4) {
   EXPECT_EQ(a->bytes()[0], 198);
   EXPECT_EQ(a->bytes()[3], 7);
   EXPECT_EQ(a->ToString(), "198.51.100.7");
+  // Every octet width, and both ends (the IPv4 text is formatted by Karl itself).
+  for (const char* text : {"0.0.0.0", "127.0.0.1", "203.0.113.255", "198.51.100.10"}) {
+    EXPECT_EQ(IpAddress::Parse(text)->ToString(), text);
+  }
+  EXPECT_EQ(IpAddress::V4(0xffffffffu).ToString(), "255.255.255.255");
+  EXPECT_EQ(IpAddress::V4(0xcb007109u).ToString(), "203.0.113.9");
   EXPECT_EQ(*a, IpAddress::V4(0xc6336407u));
 }
 
