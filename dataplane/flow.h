@@ -74,6 +74,12 @@ struct StreamConfig {
   // successive configs of a stream while its keys stay, so a re-publish keeps the ROC.
   std::shared_ptr<SrtpContext> srtp_in;
   std::shared_ptr<SrtpContext> srtp_out;
+  // Filled by Dataplane::PublishStream: the cryptodev sessions (ipsec_mb engine) those
+  // contexts run this stream's packets on ([0] srtp_in, [1] srtp_out; RTP's, or SRTCP's
+  // for an RTCP stream) and the octets of each the device reads, so a worker prefetches
+  // them from the config line, without waiting for the context's lines. Null: none.
+  const void* srtp_session[2] = {};
+  uint32_t srtp_session_bytes[2] = {};
 };
 
 // A worker's note to the control plane (event ring, POD).

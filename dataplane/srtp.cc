@@ -1422,6 +1422,17 @@ void SrtpContext::CheckLayout() noexcept {
   static_assert(sizeof(SrtpContext) % 128 == 64, "an odd number of cache lines");
 }
 
+const void* SrtpContext::DeviceSession(SrtpOp op) const noexcept {
+  const bool protect = op == SrtpOp::kProtect || op == SrtpOp::kProtectRtcp;
+  const bool rtcp = op == SrtpOp::kProtectRtcp || op == SrtpOp::kUnprotectRtcp;
+  const int dir = protect ? kProtectDir : kUnprotectDir;
+  return rtcp ? rtcp_sessions_[dir] : rtp_sessions_[dir];
+}
+
+uint32_t SrtpContext::DeviceSessionBytes() const noexcept {
+  return srtp_internal::g_session_prefetch_bytes[aead_ ? 1 : 0];
+}
+
 void SrtpContext::PrefetchSessionL2(SrtpOp op) const noexcept {
   const bool protect = op == SrtpOp::kProtect || op == SrtpOp::kProtectRtcp;
   const bool rtcp = op == SrtpOp::kProtectRtcp || op == SrtpOp::kUnprotectRtcp;

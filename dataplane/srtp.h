@@ -248,6 +248,10 @@ class alignas(64) SrtpContext {
   // than the first.
   void PrefetchContext(SrtpOp op) const noexcept { PrefetchLines(op); }
   void PrefetchSessionL2(SrtpOp op) const noexcept;
+  // The cryptodev session a job of kind `op` runs on (kIpsecMb; else null) and the octets
+  // of it the device reads, for prefetching it before the context is read.
+  const void* DeviceSession(SrtpOp op) const noexcept;
+  uint32_t DeviceSessionBytes() const noexcept;
 
   // HMAC-SHA1 state after the key's inner and outer pad blocks (RFC 2104).
   struct HmacSha1Key {
