@@ -276,6 +276,31 @@ void RunOne(SrtpEngine& engine, Work& w) {
   w = std::move(one[0]);
 }
 
+// Unprotects `traffic` on two receivers with the same keys: rx_a through `batched` in
+// random bursts (seeded by `seed`), rx_b one packet at a time through `sequential`. Every
+// verdict and every accepted packet must be the same, and most packets accepted.
+void UnprotectBothWays(SrtpEngine& batched, SrtpEngine& sequential, SrtpContext* rx_a,
+                       SrtpContext* rx_b, const std::vector<Bytes>& traffic, unsigned seed,
+                       std::string_view suite) {
+  std::vector<Work> wa, wb;
+  for (const Bytes& p : traffic) {
+    wa.emplace_back(rx_a, SrtpOp::kUnprotect, p, 0);
+    wb.emplace_back(rx_b, SrtpOp::kUnprotect, p, 0);
+  }
+  std::mt19937 bursts(seed);
+  RunBursts(batched, wa, bursts, 64);
+  for (Work& w : wb) RunOne(sequential, w);
+  size_t ok = 0;
+  for (size_t i = 0; i < wa.size(); ++i) {
+    ASSERT_EQ(wa[i].status, wb[i].status) << suite << " job " << i;
+    if (wa[i].status == SrtpStatus::kOk) {
+      ASSERT_EQ(wa[i].out(), wb[i].out()) << i;
+      ++ok;
+    }
+  }
+  EXPECT_GT(ok, traffic.size() / 2);
+}
+
 bool IsGcm(SrtpSuite s) { return GetSrtpSuiteInfo(s).aead; }
 
 // libsrtp2 2.5 finds the SRTCP MKI with the SRTP tag length, so with an MKI on the _32
@@ -1307,23 +1332,8 @@ TEST(IpsecMbEquivalence, RandomTrafficMatchesSequential) {
       }
       traffic.push_back(p);
     }
-    std::vector<Work> wa, wb;
-    for (const Bytes& p : traffic) {
-      wa.emplace_back(rx_a.get(), SrtpOp::kUnprotect, p, 0);
-      wb.emplace_back(rx_b.get(), SrtpOp::kUnprotect, p, 0);
-    }
-    std::mt19937 bursts(17);
-    RunBursts(*batched, wa, bursts, 64);
-    for (Work& w : wb) RunOne(sequential, w);
-    size_t ok = 0;
-    for (size_t i = 0; i < wa.size(); ++i) {
-      ASSERT_EQ(wa[i].status, wb[i].status) << GetSrtpSuiteInfo(suite).name << " job " << i;
-      if (wa[i].status == SrtpStatus::kOk) {
-        ASSERT_EQ(wa[i].out(), wb[i].out()) << i;
-        ++ok;
-      }
-    }
-    EXPECT_GT(ok, traffic.size() / 2);
+    ASSERT_NO_FATAL_FAILURE(UnprotectBothWays(*batched, sequential, rx_a.get(), rx_b.get(), traffic,
+                                              17, GetSrtpSuiteInfo(suite).name));
     EXPECT_EQ(rx_a->highest_rx_index(), rx_b->highest_rx_index());
   }
   EXPECT_EQ(batched->stats().device_errors, 0u);
@@ -1493,23 +1503,8 @@ TEST(IpsecMbEquivalence, MixedSsrcBurstsMatchSequential) {
       std::shuffle(traffic.begin() + static_cast<long>(i),
                    traffic.begin() + static_cast<long>(i + 6), rng);
     }
-    std::vector<Work> wa, wb;
-    for (const Bytes& p : traffic) {
-      wa.emplace_back(rx_a.get(), SrtpOp::kUnprotect, p, 0);
-      wb.emplace_back(rx_b.get(), SrtpOp::kUnprotect, p, 0);
-    }
-    std::mt19937 bursts(41);
-    RunBursts(*batched, wa, bursts, 64);
-    for (Work& w : wb) RunOne(sequential, w);
-    size_t ok = 0;
-    for (size_t i = 0; i < wa.size(); ++i) {
-      ASSERT_EQ(wa[i].status, wb[i].status) << GetSrtpSuiteInfo(suite).name << " job " << i;
-      if (wa[i].status == SrtpStatus::kOk) {
-        ASSERT_EQ(wa[i].out(), wb[i].out()) << i;
-        ++ok;
-      }
-    }
-    EXPECT_GT(ok, traffic.size() / 2);
+    ASSERT_NO_FATAL_FAILURE(UnprotectBothWays(*batched, sequential, rx_a.get(), rx_b.get(), traffic,
+                                              41, GetSrtpSuiteInfo(suite).name));
     for (const Sender& s : senders) {
       EXPECT_EQ(rx_a->highest_rx_index(s.ssrc), rx_b->highest_rx_index(s.ssrc)) << s.ssrc;
     }
