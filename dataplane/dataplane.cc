@@ -338,17 +338,6 @@ inline void RunSrtp(WorkerState* w, MediaPacket* q, uint16_t n, BurstTally* tall
                     uint64_t now_tsc) noexcept {
   SrtpJob jobs[kMaxBurst];
   uint16_t job_of[kMaxBurst];
-  // The contexts' lines were requested when the packets were admitted; now the device
-  // sessions they point to, into L2 (the engine pulls each into L1 just before use).
-  for (uint16_t i = 0; i < n; ++i) {
-    const StreamConfig* cfg = q[i].cfg;
-    if (cfg->srtp_in) {
-      cfg->srtp_in->PrefetchSessionL2(q[i].rtcp ? SrtpOp::kUnprotectRtcp : SrtpOp::kUnprotect);
-    }
-    if (cfg->srtp_out) {
-      cfg->srtp_out->PrefetchSessionL2(q[i].rtcp ? SrtpOp::kProtectRtcp : SrtpOp::kProtect);
-    }
-  }
   for (int pass = 0; pass < 2; ++pass) {
     const bool protect = pass == 1;
     uint16_t nj = 0;

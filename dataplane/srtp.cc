@@ -1433,28 +1433,13 @@ uint32_t SrtpContext::DeviceSessionBytes() const noexcept {
   return srtp_internal::g_session_prefetch_bytes[aead_ ? 1 : 0];
 }
 
-void SrtpContext::PrefetchSessionL2(SrtpOp op) const noexcept {
-  const bool protect = op == SrtpOp::kProtect || op == SrtpOp::kProtectRtcp;
-  const bool rtcp = op == SrtpOp::kProtectRtcp || op == SrtpOp::kUnprotectRtcp;
-  const int dir = protect ? kProtectDir : kUnprotectDir;
-  const auto* session =
-      static_cast<const uint8_t*>(rtcp ? rtcp_sessions_[dir] : rtp_sessions_[dir]);
-  if (session == nullptr) return;
-  const uint32_t bytes = srtp_internal::g_session_prefetch_bytes[aead_ ? 1 : 0];
-  for (uint32_t off = 0; off < bytes; off += 64) rte_prefetch1(session + off);
-}
-
 void SrtpContext::PrefetchFor(const SrtpJob& job) const noexcept {
-  const bool protect = job.op == SrtpOp::kProtect || job.op == SrtpOp::kProtectRtcp;
-  const bool rtcp = job.op == SrtpOp::kProtectRtcp || job.op == SrtpOp::kUnprotectRtcp;
-  const int dir = protect ? kProtectDir : kUnprotectDir;
-  const auto* session =
-      static_cast<const uint8_t*>(rtcp ? rtcp_sessions_[dir] : rtp_sessions_[dir]);
-  if (session != nullptr) {
-    const uint32_t bytes = srtp_internal::g_session_prefetch_bytes[aead_ ? 1 : 0];
+  if (const auto* session = static_cast<const uint8_t*>(DeviceSession(job.op))) {
+    const uint32_t bytes = DeviceSessionBytes();
     for (uint32_t off = 0; off < bytes; off += 64) rte_prefetch0(session + off);
   }
-  if (protect) return;
+  if (job.op == SrtpOp::kProtect || job.op == SrtpOp::kProtectRtcp) return;
+  const bool rtcp = job.op == SrtpOp::kUnprotectRtcp;
   const unsigned last = (rtcp ? srtcp_rx_order_ : rx_order_) & 3u;
   if (!rtcp && last != 0) rte_prefetch0(&rx_slots_[last]);
   if (replay_words_ != 2)

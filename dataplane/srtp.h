@@ -243,11 +243,8 @@ class alignas(64) SrtpContext {
   const SrtpSessionKeys& rtcp_keys() const noexcept { return rtcp_.keys; }
 
   // For the dataplane, a burst ahead of the engine's Run (which prefetches again, nearer
-  // to use): the context lines a job of kind `op` reads first, and, once those are in
-  // (they hold its address), the cryptodev session's into L2. kIpsecMb only does more
-  // than the first.
+  // to use): the context lines a job of kind `op` reads first.
   void PrefetchContext(SrtpOp op) const noexcept { PrefetchLines(op); }
-  void PrefetchSessionL2(SrtpOp op) const noexcept;
   // The cryptodev session a job of kind `op` runs on (kIpsecMb; else null) and the octets
   // of it the device reads, for prefetching it before the context is read.
   const void* DeviceSession(SrtpOp op) const noexcept;
