@@ -64,6 +64,32 @@ void SetLength(std::vector<uint8_t>& m) {
   Put16(&m[2], static_cast<uint16_t>(m.size() - kHeaderLen));
 }
 
+std::vector<uint8_t> Header(uint16_t type, const std::array<uint8_t, 12>& transaction_id) {
+  std::vector<uint8_t> m(kHeaderLen, 0);
+  Put16(&m[0], type);
+  Put32(&m[4], kMagicCookie);
+  std::memcpy(&m[8], transaction_id.data(), 12);
+  return m;
+}
+
+// MESSAGE-INTEGRITY over everything before it (the header's length counting it), then
+// FINGERPRINT over everything before it (the length counting it too).
+void Seal(std::vector<uint8_t>& m, std::string_view key, uint8_t pad) {
+  const size_t mi_at = m.size();
+  const auto mac = Hmac(m, static_cast<uint16_t>(mi_at + 4 + kIntegrityLen - kHeaderLen), key);
+  AppendAttribute(m, kAttrMessageIntegrity, mac, pad);
+  const size_t fp_at = m.size();
+  m.resize(fp_at + 8, 0);
+  Put16(&m[fp_at], kAttrFingerprint);
+  Put16(&m[fp_at + 2], 4);
+  SetLength(m);
+  Put32(&m[fp_at + 4], Crc32(std::span<const uint8_t>(m).first(fp_at)) ^ kFingerprintXor);
+}
+
+std::span<const uint8_t> Octets(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
 }  // namespace
 
 bool LooksLikeStun(std::span<const uint8_t> d) {
@@ -174,14 +200,8 @@ uint32_t Crc32(std::span<const uint8_t> data) {
 std::vector<uint8_t> BindingSuccess(const std::array<uint8_t, 12>& transaction_id,
                                     const IpAddress& address, uint16_t port, std::string_view key,
                                     std::string_view software, uint8_t pad) {
-  std::vector<uint8_t> m(kHeaderLen, 0);
-  Put16(&m[0], kBindingSuccess);
-  Put32(&m[4], kMagicCookie);
-  std::memcpy(&m[8], transaction_id.data(), 12);
-  if (!software.empty()) {
-    AppendAttribute(m, kAttrSoftware,
-                    {reinterpret_cast<const uint8_t*>(software.data()), software.size()}, pad);
-  }
+  std::vector<uint8_t> m = Header(kBindingSuccess, transaction_id);
+  if (!software.empty()) AppendAttribute(m, kAttrSoftware, Octets(software), pad);
   // XOR-MAPPED-ADDRESS (§15.2): port XOR the cookie's top half, the address XOR the
   // cookie (IPv4) or the cookie and the transaction id (IPv6).
   std::vector<uint8_t> xma(address.is_v4() ? 8 : 20, 0);
@@ -193,17 +213,26 @@ std::vector<uint8_t> BindingSuccess(const std::array<uint8_t, 12>& transaction_i
   const size_t alen = address.is_v4() ? 4 : 16;
   for (size_t i = 0; i < alen; ++i) xma[4 + i] = address.bytes()[i] ^ mask[i];
   AppendAttribute(m, kAttrXorMappedAddress, xma, pad);
-  // MESSAGE-INTEGRITY over everything before it, the length counting it.
-  const size_t mi_at = m.size();
-  const auto mac = Hmac(m, static_cast<uint16_t>(mi_at + 4 + kIntegrityLen - kHeaderLen), key);
-  AppendAttribute(m, kAttrMessageIntegrity, mac, pad);
-  // FINGERPRINT over everything before it, the length counting it.
-  const size_t fp_at = m.size();
-  m.resize(fp_at + 8, 0);
-  Put16(&m[fp_at], kAttrFingerprint);
-  Put16(&m[fp_at + 2], 4);
-  SetLength(m);
-  Put32(&m[fp_at + 4], Crc32(std::span<const uint8_t>(m).first(fp_at)) ^ kFingerprintXor);
+  Seal(m, key, pad);
+  return m;
+}
+
+std::vector<uint8_t> BindingRequest(const RequestSpec& r) {
+  std::vector<uint8_t> m = Header(kBindingRequest, r.transaction_id);
+  if (!r.software.empty()) AppendAttribute(m, kAttrSoftware, Octets(r.software), r.pad);
+  uint8_t v[8];
+  Put32(v, r.priority);
+  AppendAttribute(m, kAttrPriority, std::span<const uint8_t>(v, 4), r.pad);
+  for (const auto& [type, value] : {std::pair{kAttrIceControlled, r.ice_controlled},
+                                    std::pair{kAttrIceControlling, r.ice_controlling}}) {
+    if (!value) continue;
+    Put32(v, static_cast<uint32_t>(*value >> 32));
+    Put32(v + 4, static_cast<uint32_t>(*value));
+    AppendAttribute(m, type, std::span<const uint8_t>(v, 8), r.pad);
+  }
+  if (r.use_candidate) AppendAttribute(m, kAttrUseCandidate, {}, r.pad);
+  AppendAttribute(m, kAttrUsername, Octets(r.username), r.pad);
+  Seal(m, r.key, r.pad);
   return m;
 }
 

@@ -3,7 +3,7 @@
 // ICE attributes (RFC 8445 §7.1: PRIORITY, USE-CANDIDATE, ICE-CONTROLLING/-CONTROLLED),
 // check its short-term-credential MESSAGE-INTEGRITY and its FINGERPRINT, and build the
 // Binding success response (XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY, FINGERPRINT).
-// This is the codec for `ICE: force` (issue 5); the responder that uses it is not built yet.
+// The session manager answers ICE checks with it (D25).
 // Thread: any; no shared state.
 #pragma once
 
@@ -70,5 +70,22 @@ uint32_t Crc32(std::span<const uint8_t> data);
 std::vector<uint8_t> BindingSuccess(const std::array<uint8_t, 12>& transaction_id,
                                     const IpAddress& address, uint16_t port, std::string_view key,
                                     std::string_view software = {}, uint8_t pad = 0);
+
+// A Binding request as an ICE agent sends it (RFC 8445 §7.1): SOFTWARE (when not empty),
+// PRIORITY, ICE-CONTROLLED / ICE-CONTROLLING, USE-CANDIDATE, USERNAME, then
+// MESSAGE-INTEGRITY keyed with `key` (the receiver's ice-pwd) and FINGERPRINT. Karl never
+// sends checks (it is ICE-lite); tests and the benchmark play the other agent with it.
+struct RequestSpec {
+  std::array<uint8_t, 12> transaction_id{};
+  std::string_view software;
+  uint32_t priority = 0;
+  std::optional<uint64_t> ice_controlled;
+  std::optional<uint64_t> ice_controlling;
+  bool use_candidate = false;
+  std::string_view username;  // "<receiver's ufrag>:<sender's ufrag>"
+  std::string_view key;
+  uint8_t pad = 0;
+};
+std::vector<uint8_t> BindingRequest(const RequestSpec& request);
 
 }  // namespace karl::stun

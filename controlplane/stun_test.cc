@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,32 @@ TEST(StunTest, ParsesTheRfc5769SampleRequestAndChecksItsHashes) {
   EXPECT_TRUE(CheckIntegrity(req, *m, kPassword));
   EXPECT_TRUE(CheckFingerprint(req, *m));
   EXPECT_FALSE(CheckIntegrity(req, *m, "VOkJxbRl1RmTxUk/WvJxBu"));  // another password
+}
+
+TEST(StunTest, BuildsTheRfc5769SampleRequestByteForByte) {
+  const std::vector<uint8_t> want = Hex(kSampleRequest);
+  RequestSpec r;
+  std::memcpy(r.transaction_id.data(), want.data() + 8, 12);
+  r.software = "STUN test client";
+  r.priority = 0x6e0001ff;
+  r.ice_controlled = 0x932ff9b151263b36u;
+  r.username = "evtj:h6vY";
+  r.key = kPassword;
+  r.pad = ' ';
+  EXPECT_EQ(BindingRequest(r), want);
+  // And what an ICE agent nominating with it sends parses back to the same fields.
+  r.ice_controlled.reset();
+  r.ice_controlling = 7;
+  r.use_candidate = true;
+  r.pad = 0;
+  const std::vector<uint8_t> nominate = BindingRequest(r);
+  absl::StatusOr<Message> m = Parse(nominate);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_TRUE(m->use_candidate);
+  EXPECT_EQ(m->ice_controlling, 7u);
+  EXPECT_EQ(m->username, "evtj:h6vY");
+  EXPECT_TRUE(CheckIntegrity(nominate, *m, kPassword));
+  EXPECT_TRUE(CheckFingerprint(nominate, *m));
 }
 
 TEST(StunTest, AnyChangedOctetFailsIntegrityOrFingerprint) {
