@@ -115,15 +115,24 @@ struct MediaPacket {
   uint32_t id = kNoStream;
   uint32_t rx_len = 0;  // frame length as received (counted in bytes)
   bool rtcp = false;
+  bool to_control = false;  // STUN on an ICE port: for the control plane
 };
 
 inline uint8_t* UdpPayload(const MediaPacket& mp) noexcept {
   return rte_pktmbuf_mtod(mp.m, uint8_t*) + mp.p.l4_offset + sizeof(rte_udp_hdr);
 }
 
+// RFC 7983 §7: a datagram whose first octet is 0..3 on a media port is STUN; RFC 5389
+// §6: it carries the magic cookie at octet 4. (The control plane checks the rest.)
+inline bool LooksLikeStunPacket(const uint8_t* payload, uint32_t len) noexcept {
+  return len >= 20 && payload[0] < 4 && payload[4] == 0x21 && payload[5] == 0x12 &&
+         payload[6] == 0xa4 && payload[7] == 0x42;
+}
+
 // Step 1: ownership, source validation and latching. Returns kCount with mp->cfg set
-// when the packet goes on, kCount with mp->cfg null when it was handed to its owner,
-// else the drop reason (the caller frees it).
+// when the packet goes on, kCount with mp->cfg null when it was handed to its owner or
+// (mp->to_control) is STUN for the control plane, else the drop reason (the caller
+// frees it).
 inline DropReason AdmitMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& p, uint32_t id,
                              MediaPacket* mp) noexcept {
   mp->cfg = nullptr;
@@ -131,6 +140,13 @@ inline DropReason AdmitMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& p,
   const StreamConfig* cfg = w->streams->configs[id].load(std::memory_order_acquire);
   if (cfg == nullptr) return DropReason::kNoSession;
   const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  // ICE connectivity checks are answered by the control plane, whoever owns the stream;
+  // they neither latch nor count as media.
+  if (cfg->ice &&
+      LooksLikeStunPacket(frame + p.l4_offset + sizeof(rte_udp_hdr), p.udp_payload_len)) {
+    mp->to_control = true;
+    return DropReason::kCount;
+  }
   const auto* udp = reinterpret_cast<const rte_udp_hdr*>(frame + p.l4_offset);
   const uint8_t family = p.ip_version;
   const uint8_t* src_addr =
@@ -246,13 +262,18 @@ inline bool NeedsSrtp(const StreamConfig* cfg) noexcept {
 }
 
 // The media path of a plain stream for one valid UDP packet whose flow lookup gave
-// stream `id`. Returns kCount when the packet was sent, handed to its owner or queued
-// in `srtp` (an SRTP stream: finished by RunSrtp), else the drop reason (the caller
-// frees it).
+// stream `id`. Returns kCount when the packet was sent, handed to its owner, queued
+// in `srtp` (an SRTP stream: finished by RunSrtp) or is STUN for the control plane
+// (*to_control set: the caller queues it), else the drop reason (the caller frees it).
 inline DropReason ProcessMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& p, uint32_t id,
-                               uint64_t now_tsc, MediaPacket* srtp, uint16_t* nb_srtp) noexcept {
+                               uint64_t now_tsc, MediaPacket* srtp, uint16_t* nb_srtp,
+                               bool* to_control) noexcept {
   MediaPacket mp;
   DropReason r = AdmitMedia(w, m, p, id, &mp);
+  if (mp.to_control) {
+    *to_control = true;
+    return DropReason::kCount;
+  }
   if (r != DropReason::kCount || mp.cfg == nullptr) return r;
   if (NeedsSrtp(mp.cfg)) {
     // Its crypto state is as cold as the stream: start fetching it now, a burst before
@@ -442,8 +463,12 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
   }
   for (uint16_t i = 0; i < nb_media; ++i) {
     rte_mbuf* m = media[i];
-    const DropReason r = ProcessMedia(w, m, media_parsed[i], ids[i], now_tsc, srtp, &nb_srtp);
-    if (r != DropReason::kCount) {
+    bool stun = false;
+    const DropReason r =
+        ProcessMedia(w, m, media_parsed[i], ids[i], now_tsc, srtp, &nb_srtp, &stun);
+    if (stun) {
+      to_control[nb_control++] = m;
+    } else if (r != DropReason::kCount) {
       ++tally->drops[static_cast<size_t>(r)];
       to_free[nb_free++] = m;
     }
@@ -478,10 +503,19 @@ inline unsigned ProcessHandoffs(WorkerState* w, BurstTally* tally, uint64_t now_
     }
     ParsedPacket parsed;
     DropReason r = DropReason::kNoSession;
+    bool stun = false;
     if (port != nullptr && ClassifyPacket(m, *port, &parsed) == Verdict::kUdp) {
-      r = ProcessMedia(w, m, parsed, LookupStream(w, parsed), now_tsc, srtp, &nb_srtp);
+      r = ProcessMedia(w, m, parsed, LookupStream(w, parsed), now_tsc, srtp, &nb_srtp, &stun);
     }
-    if (r != DropReason::kCount) {
+    if (stun) {
+      // Handed over before its stream turned ICE on: the exception path takes it here.
+      if (rte_ring_sp_enqueue(w->exceptions, m) == 0) {
+        w->counters.exceptions.Add(1);
+      } else {
+        ++tally->drops[static_cast<size_t>(DropReason::kExceptionRingFull)];
+        to_free[nb_free++] = m;
+      }
+    } else if (r != DropReason::kCount) {
       ++tally->drops[static_cast<size_t>(r)];
       to_free[nb_free++] = m;
     }

@@ -11,8 +11,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -90,9 +92,23 @@ struct ExceptionCounters {
   SingleWriterCounter arp_replies;
   SingleWriterCounter icmp_echo_replies;
   SingleWriterCounter neighbor_advertisements;
-  SingleWriterCounter ignored;    // exceptions that needed no answer (freed)
-  SingleWriterCounter tx_failed;  // answers the control TX queue did not take
+  SingleWriterCounter stun_responses;  // ICE connectivity checks answered (D25)
+  SingleWriterCounter ignored;         // exceptions that needed no answer (freed)
+  SingleWriterCounter tx_failed;       // answers the control TX queue did not take
 };
+
+// An ICE connectivity check: a STUN message that arrived on the local port of a stream
+// with StreamConfig::ice. Valid during the handler call only.
+struct StunRequest {
+  uint32_t stream = kNoStream;  // the stream of the local (address, port) it arrived on
+  IpAddress source;
+  uint16_t source_port = 0;
+  MacAddress source_mac;  // the next hop back to the source
+  std::span<const uint8_t> message;
+};
+// Returns the STUN message to send back (from the local address and port the request
+// arrived on, to its source), or nullopt to send nothing.
+using StunHandler = std::function<std::optional<std::vector<uint8_t>>(const StunRequest&)>;
 
 // A neighbor the control plane learned from ARP or NDP on a port.
 struct LearnedNeighbor {
@@ -166,7 +182,10 @@ class Dataplane {
   // Drains up to `budget` exception packets from the workers' rings; answers ARP,
   // ICMP echo and NDP for our addresses through the worker that received the
   // request (its to_transmit ring); frees the rest.
+  // STUN on ICE streams' ports goes to `handler`; its answer is sent back the same way.
   unsigned ServiceExceptions(unsigned budget);
+  // Who answers ICE connectivity checks (the session manager, D25). None: STUN is freed.
+  void SetStunHandler(StunHandler handler) { stun_handler_ = std::move(handler); }
   const ExceptionCounters& exception_counters() const { return exception_counters_; }
   // Media the workers could not send for want of a next-hop MAC (see
   // WorkerState::unresolved), up to `budget` packets; the caller owns them.
@@ -211,6 +230,8 @@ class Dataplane {
   void Learn(uint16_t port_id, const IpAddress& address, const uint8_t* mac);
   void LearnFromArp(const rte_mbuf* m, const PortRuntime& port, uint16_t l3);
   void LearnFromNdp(const rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p);
+  // Passes an ICE check to the STUN handler and rewrites `m` into its answer in place.
+  bool AnswerStun(rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p);
   void SendThroughWorker(WorkerState& w, rte_mbuf* m);
   const PortRuntime* FindPortById(uint16_t port_id) const;
 
@@ -248,6 +269,7 @@ class Dataplane {
   bool running_ = false;
   ExceptionCounters exception_counters_;
   std::vector<LearnedNeighbor> learned_;
+  StunHandler stun_handler_;
 };
 
 // The poll loop (DESIGN.md "Workers"). Exposed for the benchmark and tests.

@@ -1,10 +1,12 @@
 // The control plane's side of the exception path: ARP (RFC 826), ICMP echo
 // (RFC 792) and ICMPv6 echo / neighbor discovery (RFC 4443, RFC 4861) for Karl's own
-// addresses. Answers are built in place in the received mbuf and sent by the
-// worker that received the request. Thread: control-plane thread only.
+// addresses, and ICE connectivity checks (STUN, answered by the StunHandler). Answers are built in
+// place in the received mbuf and sent by the worker that received the request. Thread:
+// control-plane thread only.
 #include <rte_arp.h>
 #include <rte_icmp.h>
 
+#include <array>
 #include <cstring>
 
 #include "dataplane/dataplane.h"
@@ -184,13 +186,79 @@ void Dataplane::LearnFromNdp(const rte_mbuf* m, const PortRuntime& port, const P
   }
 }
 
+// RFC 8445 §7.3 (answered by the handler): the response goes back from the address and
+// port the request was sent to, to its source (§7.2.2: symmetric transport addresses).
+bool Dataplane::AnswerStun(rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p) {
+  if (!stun_handler_ || m->nb_segs != 1) return false;
+  const uint32_t id = flow_slots_[p.flow_slot].load(std::memory_order_acquire);
+  if (id == kNoStream) return false;
+  uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+  auto* udp = reinterpret_cast<rte_udp_hdr*>(frame + p.l4_offset);
+  uint8_t* payload = frame + p.l4_offset + sizeof(rte_udp_hdr);
+  StunRequest req;
+  req.stream = id;
+  req.source_port = rte_be_to_cpu_16(udp->src_port);
+  std::array<uint8_t, 6> mac;
+  std::memcpy(mac.data(), frame + RTE_ETHER_ADDR_LEN, RTE_ETHER_ADDR_LEN);
+  req.source_mac = MacAddress(mac);
+  auto* ip4 = reinterpret_cast<rte_ipv4_hdr*>(frame + p.l3_offset);
+  auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(frame + p.l3_offset);
+  if (p.ip_version == 4) {
+    req.source = IpAddress::V4(rte_be_to_cpu_32(ip4->src_addr));
+  } else {
+    if (p.l4_offset != p.l3_offset + sizeof(rte_ipv6_hdr)) return false;  // extension headers
+    std::array<uint8_t, 16> a;
+    std::memcpy(a.data(), ip6->src_addr, 16);
+    req.source = IpAddress::V6(a);
+  }
+  req.message = std::span<const uint8_t>(payload, p.udp_payload_len);
+  const std::optional<std::vector<uint8_t>> reply = stun_handler_(req);
+  if (!reply) return false;
+  const uint32_t udp_len = static_cast<uint32_t>(sizeof(rte_udp_hdr) + reply->size());
+  const uint32_t frame_len = p.l4_offset + udp_len;
+  if (uint32_t{m->data_off} + frame_len > m->buf_len || frame_len > UINT16_MAX) return false;
+  std::memcpy(payload, reply->data(), reply->size());
+  const rte_be16_t sport = udp->src_port;
+  udp->src_port = udp->dst_port;
+  udp->dst_port = sport;
+  udp->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(udp_len));
+  udp->dgram_cksum = 0;
+  m->data_len = static_cast<uint16_t>(frame_len);
+  m->pkt_len = frame_len;
+  m->ol_flags = 0;
+  if (p.ip_version == 4) {
+    const rte_be32_t src = ip4->src_addr;
+    ip4->src_addr = ip4->dst_addr;
+    ip4->dst_addr = src;
+    ip4->total_length =
+        rte_cpu_to_be_16(static_cast<uint16_t>(p.l4_offset - p.l3_offset + udp_len));
+    ip4->time_to_live = 64;
+    ip4->hdr_checksum = 0;
+    ip4->hdr_checksum = rte_ipv4_cksum(ip4);
+    udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip4, udp);
+  } else {
+    uint8_t tmp[16];
+    std::memcpy(tmp, ip6->src_addr, 16);
+    std::memcpy(ip6->src_addr, ip6->dst_addr, 16);
+    std::memcpy(ip6->dst_addr, tmp, 16);
+    ip6->payload_len = rte_cpu_to_be_16(static_cast<uint16_t>(udp_len));
+    ip6->hop_limits = 64;
+    udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip6, udp);
+  }
+  SwapEther(rte_pktmbuf_mtod(m, rte_ether_hdr*), port.mac);
+  return true;
+}
+
 void Dataplane::HandleException(WorkerState& w, rte_mbuf* m) {
   const PortRuntime* port = FindPortById(m->port);
   bool answered = false;
   if (port != nullptr) {
     ParsedPacket p;
     const Verdict v = ClassifyPacket(m, port->ctx, &p);
-    if (v == Verdict::kException) {
+    if (v == Verdict::kUdp) {
+      answered = AnswerStun(m, *port, p);  // the workers pass only STUN of ICE streams
+      if (answered) exception_counters_.stun_responses.Add(1);
+    } else if (v == Verdict::kException) {
       if (p.ip_version == 4 && p.l4_proto == IPPROTO_ICMP) {
         answered = AnswerIcmp4(m, *port, p);
         if (answered) exception_counters_.icmp_echo_replies.Add(1);

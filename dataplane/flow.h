@@ -58,8 +58,12 @@ struct StreamConfig {
   // Source validation (RFC 3550 has no notion of this; it is the anchoring policy).
   bool latch = true;  // symmetric: learn the peer from the first packet
   bool strict_source = false;
-  bool is_rtcp = false;         // this local port receives RTCP (validate as RTCP)
-  bool rtcp_mux = false;        // RTP port that also receives RTCP (RFC 5761 demux)
+  bool is_rtcp = false;   // this local port receives RTCP (validate as RTCP)
+  bool rtcp_mux = false;  // RTP port that also receives RTCP (RFC 5761 demux)
+  // ICE-lite on this port (RFC 8445 §2.5): STUN (RFC 7983 demux: first octet 0..3 and
+  // the magic cookie) goes to the control plane, which answers Binding requests.
+  // Without it STUN is dropped as rtp_bad_version like any other non-RTP datagram.
+  bool ice = false;
   uint8_t expected_family = 0;  // given peer (0 = none): packets are checked against it
   uint16_t expected_port_be = 0;
   uint8_t expected_addr[16] = {};

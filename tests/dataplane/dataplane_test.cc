@@ -764,6 +764,101 @@ TEST_F(RelayTest, InvalidMediaAndMissingDestinationsAreDroppedWithReasons) {
   EXPECT_EQ(rte_ring_count(tx_), 0u);
 }
 
+// ICE-lite (D25): STUN (RFC 7983: first octet 0..3, magic cookie) arriving on the port
+// of a stream with ICE goes to the control plane's handler, whatever worker owns the
+// stream; the answer leaves from the port the request came to, back to its source, with
+// valid checksums. The stream neither latches nor counts it. Without ICE the same bytes
+// are no RTP (dropped as rtp_bad_version).
+TEST_F(RelayTest, StunOnIcePortsGoesToTheHandlerAndItsAnswerBackToTheSource) {
+  // A Binding request: header (RFC 5389 §6) and one SOFTWARE attribute.
+  const Bytes request = {0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42, 1,  2,
+                         3,    4,    5,    6,    7,    8,    9,    10,   11, 12,
+                         0x80, 0x22, 0x00, 0x04, 't',  'e',  's',  't'};
+  struct Seen {
+    uint32_t stream;
+    IpAddress source;
+    uint16_t port;
+    MacAddress mac;
+    Bytes message;
+  };
+  std::vector<Seen> seen;
+  bool answer = true;
+  // The answer is longer than the request (the frame grows) and names what it answers.
+  auto answer_for = [](const Bytes& m) {
+    Bytes r = m;
+    r[0] = 0x01;
+    r[1] = 0x01;
+    r.insert(r.end(), {0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0x12, 0x34, 9, 9, 9, 9});
+    r[3] = static_cast<uint8_t>(r.size() - 20);
+    return r;
+  };
+  dp_.SetStunHandler([&](const StunRequest& r) -> std::optional<std::vector<uint8_t>> {
+    seen.push_back({r.stream, r.source, r.source_port, r.source_mac,
+                    Bytes(r.message.begin(), r.message.end())});
+    if (!answer) return std::nullopt;
+    return answer_for(Bytes(r.message.begin(), r.message.end()));
+  });
+  StreamConfig cfg;
+  cfg.latch = true;
+  cfg.ice = true;
+  cfg.egress = MakeEgress(kOurV4b, 30102, kFarV4, 50000);
+  const uint32_t v4 = AddStream(kOurV4, 30010, cfg);
+  cfg.egress = MakeEgress(kOurV6, 30102, kFarV6, 50000);
+  const uint32_t v6 = AddStream(kOurV6, 30012, cfg);
+  StreamConfig plain = cfg;
+  plain.ice = false;
+  const uint32_t no_ice = AddStream(kOurV4, 30014, plain);
+  const MacAddress peer_mac = *MacAddress::Parse("02:00:00:00:00:02");
+
+  struct Case {
+    IpAddress peer, local;
+    uint16_t port;
+    uint32_t stream;
+  };
+  for (const Case& c : {Case{kPeerV4, kOurV4, 30010, v4}, Case{kPeerV6, kOurV6, 30012, v6}}) {
+    SCOPED_TRACE(c.local.ToString());
+    seen.clear();
+    Inject(test::BuildUdp(UdpSpec{c.peer, c.local, 40000, c.port, request}));
+    const Bytes out = ControlTx();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].stream, c.stream);
+    EXPECT_EQ(seen[0].source, c.peer);
+    EXPECT_EQ(seen[0].port, 40000);
+    EXPECT_EQ(seen[0].mac, peer_mac);
+    EXPECT_EQ(seen[0].message, request);
+    // Byte for byte: addresses and ports swapped, lengths and checksums (IPv4 header,
+    // UDP) for the longer answer, the identification and DF kept, TTL 64.
+    EXPECT_EQ(out, test::BuildUdp(UdpSpec{c.local, c.peer, c.port, 40000, answer_for(request), 0,
+                                          dp_.port(0).mac, peer_mac}));
+    EXPECT_EQ(dp_.stream_state(c.stream).packets.Read(), 0u);
+    EXPECT_EQ(dp_.stream_state(c.stream).drops.Read(), 0u);
+    EXPECT_FALSE(dp_.stream_state(c.stream).latched);
+  }
+  EXPECT_EQ(dp_.exception_counters().stun_responses.Read(), 2u);
+
+  // The handler declines (bad credentials): nothing goes out, the mbuf is freed.
+  answer = false;
+  const uint64_t ignored = dp_.exception_counters().ignored.Read();
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30010, request}));
+  EXPECT_TRUE(
+      WaitUntil([&] { return dp_.exception_counters().ignored.Read() == ignored + 1; }, true));
+  EXPECT_EQ(seen.size(), 2u);  // asked, and it said no
+  EXPECT_EQ(rte_ring_count(tx_), 0u);
+
+  // RTP on the ICE port is media as usual (and latches).
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40002, 30010, test::RtpPayload(1)}));
+  EXPECT_EQ(Tx(), Expected(kOurV4b, 30102, kFarV4, 50000, test::RtpPayload(1)));
+  EXPECT_TRUE(WaitUntil([&] { return dp_.stream_state(v4).packets.Read() == 1; }));
+  EXPECT_TRUE(dp_.stream_state(v4).latched);
+
+  // No ICE on the stream: the handler never sees it; not RTP.
+  seen.clear();
+  Inject(test::BuildUdp(UdpSpec{kPeerV4, kOurV4, 40000, 30014, request}));
+  EXPECT_TRUE(
+      WaitUntil([&] { return StreamDrops(no_ice, DropReason::kRtpBadVersion) == 1; }, true));
+  EXPECT_TRUE(seen.empty());
+}
+
 TEST_F(RelayTest, RtpStatisticsFollowRfc3550) {
   StreamConfig cfg;
   cfg.latch = false;
