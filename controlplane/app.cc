@@ -183,6 +183,8 @@ class Karl {
   absl::Status Start() {
     if (absl::Status st = dataplane_.Init(ToDataplaneSettings(config_)); !st.ok()) return st;
     sessions_ = std::make_unique<SessionManager>(config_, &dataplane_);
+    dataplane_.SetStunHandler(
+        [this](const dp::StunRequest& request) { return sessions_->AnswerStun(request); });
     session_service_ = std::make_unique<SessionServiceQueue>(sessions_.get(), &queue_);
     ops_ = std::make_unique<OpsServer>([this] { return Snapshot(); });
     // ng runs on this (the control-plane) thread: no queue hop per request (D19).
@@ -235,6 +237,9 @@ class Karl {
       free_port_pairs_.store(sessions_->free_port_pairs());
       unresolved_sent_.store(sessions_->unresolved_sent());
       unresolved_dropped_.store(sessions_->unresolved_dropped());
+      ice_answered_.store(sessions_->stun_answered());
+      ice_rejected_.store(sessions_->stun_rejected());
+      ice_nominations_.store(sessions_->ice_nominations());
       const auto now = std::chrono::steady_clock::now();
       if (now - last_refresh >= std::chrono::milliseconds(200)) {
         RefreshPorts();
@@ -331,6 +336,9 @@ class Karl {
     s.free_port_pairs = free_port_pairs_.load();
     s.unresolved_sent = unresolved_sent_.load();
     s.unresolved_dropped = unresolved_dropped_.load();
+    s.ice_checks_answered = ice_answered_.load();
+    s.ice_checks_rejected = ice_rejected_.load();
+    s.ice_nominations = ice_nominations_.load();
     s.ready = ready_.load() && dataplane_.running();
     s.healthy = s.ready && s.problems.empty();
     if (!s.ready) s.problems.insert(s.problems.begin(), "not running (starting or stopping)");
@@ -394,6 +402,9 @@ class Karl {
   std::atomic<uint64_t> free_port_pairs_{0};
   std::atomic<uint64_t> unresolved_sent_{0};
   std::atomic<uint64_t> unresolved_dropped_{0};
+  std::atomic<uint64_t> ice_answered_{0};
+  std::atomic<uint64_t> ice_rejected_{0};
+  std::atomic<uint64_t> ice_nominations_{0};
   std::atomic<bool> ready_{false};
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   mutable std::mutex ports_mu_;

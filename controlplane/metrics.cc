@@ -182,6 +182,18 @@ std::vector<MetricFamily> SnapshotMetricFamilies(const StatusSnapshot& s) {
                        "Media packets held for ARP/NDP and dropped (no answer within 3 s, or "
                        "the queue of the next hop was full).",
                        kCounter, AsDouble(s.unresolved_dropped)));
+  out.push_back(Single("karl_ice_checks_answered_total",
+                       "ICE connectivity checks (STUN Binding requests) answered on legs with "
+                       "ICE=force (Karl is ICE-lite).",
+                       kCounter, AsDouble(s.ice_checks_answered)));
+  out.push_back(Single("karl_ice_checks_rejected_total",
+                       "STUN messages on ICE legs' ports not answered: malformed, wrong "
+                       "credentials, failed MESSAGE-INTEGRITY or FINGERPRINT.",
+                       kCounter, AsDouble(s.ice_checks_rejected)));
+  out.push_back(Single("karl_ice_nominations_total",
+                       "Candidate pairs nominated by the peer (USE-CANDIDATE) that moved a "
+                       "leg's media to a new address.",
+                       kCounter, AsDouble(s.ice_nominations)));
   return out;
 }
 

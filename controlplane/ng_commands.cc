@@ -1,9 +1,12 @@
 #include "controlplane/ng_commands.h"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <set>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
@@ -12,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "controlplane/sdp.h"
+#include "controlplane/stun.h"
 #include "spdlog/spdlog.h"
 
 namespace karl {
@@ -53,6 +57,35 @@ std::string Norm(std::string_view s) {
     }
   }
   return out;
+}
+
+// ICE credentials (RFC 8839 §5.4: ice-char = ALPHA / DIGIT / "+" / "/"; ufrag at least
+// 4, pwd at least 22 characters), from the CSPRNG.
+std::string IceToken(size_t n) {
+  static constexpr char kIceChars[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::vector<uint8_t> r(n);
+  if (RAND_bytes(r.data(), static_cast<int>(n)) != 1) {
+    throw std::runtime_error("RAND_bytes failed: no randomness for ICE credentials");
+  }
+  std::string out(n, '0');
+  for (size_t i = 0; i < n; ++i) out[i] = kIceChars[r[i] & 63];
+  return out;
+}
+
+// Whether an SDP carries ICE (RFC 8839): credentials or candidates anywhere, and the
+// first a=ice-ufrag (media level, else session level).
+bool HasIce(const Sdp& sdp, std::string* ufrag) {
+  bool any = sdp.session().HasAttribute("ice-ufrag") || sdp.session().HasAttribute("candidate");
+  std::optional<std::string_view> u;
+  for (const SdpMedia& m : sdp.media()) {
+    if (m.rejected()) continue;
+    if (m.HasAttribute("ice-ufrag") || m.HasAttribute("candidate")) any = true;
+    if (!u) u = m.Attribute("ice-ufrag");
+  }
+  if (!u) u = sdp.session().Attribute("ice-ufrag");
+  if (ufrag) *ufrag = u ? std::string(*u) : std::string();
+  return any;
 }
 
 bool IsRtpProto(std::string_view proto) {
@@ -510,7 +543,8 @@ SrtpKeySpec KeySpec(const SdesCrypto& c) {
 
 void NgCommands::WriteKarlSide(const Options& opt, const LegInfo& leg, uint16_t rtcp_port,
                                const std::string& proto, const std::vector<SdesCrypto>& crypto,
-                               bool rtcp_mux, Sdp* sdp, size_t index, bool* first) {
+                               bool rtcp_mux, const IceSpec* ice, bool rtcp_mux_only, Sdp* sdp,
+                               size_t index, bool* first) {
   SdpMedia& m = sdp->media(index);
   const SdpConnection conn = SdpConnection::FromIp(opt.media_address.value_or(leg.local.address));
   sdp->SetMediaConnection(index, conn);
@@ -532,10 +566,45 @@ void NgCommands::WriteKarlSide(const Options& opt, const LegInfo& leg, uint16_t 
     m.SetRtcp(r);
   }
   m.RemoveIce();
+  if (ice != nullptr) {
+    // Karl is the only candidate (RFC 8445 §5.1.1: host candidates; §5.1.2.1 priority
+    // with type preference 126, local preference 65535); the foundation is the same for
+    // every candidate on one address (§5.1.1.3).
+    m.AddAttribute("ice-ufrag", ice->ufrag);
+    m.AddAttribute("ice-pwd", ice->pwd);
+    const std::string addr = conn.address;
+    const std::vector<uint8_t> addr_bytes(addr.begin(), addr.end());
+    const std::string foundation = absl::StrCat(absl::Hex(stun::Crc32(addr_bytes)));
+    auto candidate = [&](int component, uint16_t port) {
+      const uint32_t priority =
+          (126u << 24) | (65535u << 8) | static_cast<uint32_t>(256 - component);
+      m.AddAttribute("candidate", Cat(foundation, " ", component, " UDP ", priority, " ", addr, " ",
+                                      port, " typ host"));
+    };
+    candidate(1, leg.local.port);
+    if (!rtcp_mux_only) candidate(2, rtcp_port);
+  }
 }
 
-std::string NgCommands::FinishSdp(Call& call, int side, Sdp* sdp) {
-  sdp->RemoveIce();
+std::optional<IceSpec> NgCommands::IceToward(const Options& opt, Call& call, int side,
+                                             bool peer_ice) {
+  const bool want =
+      opt.ice == "force" || opt.ice == "force-relay" || (opt.ice != "remove" && peer_ice);
+  if (!want) return std::nullopt;
+  SideIce& si = call.ice[side];
+  if (si.ufrag.empty()) {
+    si.ufrag = IceToken(8);
+    si.pwd = IceToken(24);
+  }
+  return IceSpec{si.ufrag, si.pwd};
+}
+
+std::string NgCommands::FinishSdp(Call& call, int side, bool ice_lite, Sdp* sdp) {
+  sdp->session().RemoveIce();
+  for (size_t i = 0; i < sdp->media().size(); ++i) {
+    if (i >= call.media.size() || !call.media[i].relayed) sdp->media(i).RemoveIce();
+  }
+  if (ice_lite) sdp->session().AddAttribute("ice-lite");
   return StampVersion(call, side, sdp);
 }
 
@@ -553,10 +622,6 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
     return Error(Cat("transport-protocol ", opt.transport_protocol,
                      ": DTLS-SRTP is not supported by Karl (use RTP/SAVP with SDES)"));
   }
-  if (opt.ice == "force" || opt.ice == "force-relay") {
-    opt.Warn("ICE=force: Karl does not do ICE; the ICE attributes were removed");
-  }
-
   auto [it, fresh] = calls_.try_emplace(std::string(*call_id));
   Call& call = it->second;
   if (fresh) {
@@ -580,6 +645,16 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
   if (absl::StatusOr<std::string_view> tt = req.GetString("to-tag"); tt.ok() && !tt->empty()) {
     if (call.tags[other].empty()) call.tags[other] = std::string(*tt);
   }
+  // ICE (D25): does the offerer speak it, did it restart it (new ufrag: Karl's answer to
+  // it must carry new credentials too, RFC 8839 §4.4.1.1.2), does the recipient get it.
+  std::string offer_ufrag;
+  const bool offer_ice = HasIce(sdp, &offer_ufrag);
+  if (SideIce& oi = call.ice[side]; offer_ice) {
+    if (!oi.peer_ufrag.empty() && offer_ufrag != oi.peer_ufrag) oi.ufrag.clear();
+    oi.peer_ufrag = offer_ufrag;
+  }
+  call.ice[side].peer_offered = offer_ice;
+  const std::optional<IceSpec> ice_other = IceToward(opt, call, other, offer_ice);
 
   // Plan every media section before touching any session.
   struct Plan {
@@ -702,6 +777,7 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
     lo.family = fam_offerer;
     lo.rtcp_mux = p.mux_offerer;
     LegSpec& lr = p.legs[other];
+    lr.ice = ice_other;
     lr.interface = *if_other;
     lr.family = fam_other;
     lr.rtcp_mux = false;  // settled by the answer
@@ -742,6 +818,7 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
     SessionUpdate u;
     u.legs.resize(2);
     u.legs[side] = p.update;
+    u.legs[other].emplace().ice = ice_other.value_or(IceSpec{});
     absl::StatusOr<SessionInfo> s = sessions_->UpdateSession(media[i].session_id, u);
     if (!s.ok()) {
       rollback();
@@ -778,11 +855,11 @@ BencodeValue NgCommands::Offer(const BencodeValue& req, Options& opt) {
     // RTP+1 even when mux is offered: a recipient that declines mux sends RTCP there.
     const LegInfo& leg = infos[i].legs[other];
     WriteKarlSide(opt, leg, static_cast<uint16_t>(leg.local.port + 1), p.proto_other, crypto,
-                  p.mux_offer_other, &sdp, i, &first);
+                  p.mux_offer_other, ice_other ? &*ice_other : nullptr, false, &sdp, i, &first);
   }
   call.media = std::move(media);
   call.answered = false;
-  std::string out = FinishSdp(call, other, &sdp);
+  std::string out = FinishSdp(call, other, ice_other.has_value(), &sdp);
   BencodeValue r;
   r.Set("result", "ok");
   r.Set("sdp", out);
@@ -813,6 +890,11 @@ BencodeValue NgCommands::Answer(const BencodeValue& req, Options& opt) {
     return Error(Cat("the answer has ", sdp.media().size(), " media sections, the offer had ",
                      call.media.size()));
   }
+  std::string answer_ufrag;
+  const bool answer_ice = HasIce(sdp, &answer_ufrag);
+  call.ice[other].peer_offered = answer_ice;
+  if (answer_ice) call.ice[other].peer_ufrag = answer_ufrag;
+  const std::optional<IceSpec> ice_side = IceToward(opt, call, side, call.ice[side].peer_offered);
   std::vector<Media> media = call.media;
   std::vector<SessionUpdate> updates(media.size());
   std::vector<SessionInfo> infos(media.size());
@@ -893,6 +975,8 @@ BencodeValue NgCommands::Answer(const BencodeValue& req, Options& opt) {
       lu.srtp = spec;
     }
     u.legs[other] = lu_other;
+    if (!u.legs[side]) u.legs[side].emplace();
+    u.legs[side]->ice = ice_side.value_or(IceSpec{});
   }
   for (size_t i = 0; i < media.size(); ++i) {
     if (!media[i].relayed || reject[i]) continue;
@@ -916,12 +1000,12 @@ BencodeValue NgCommands::Answer(const BencodeValue& req, Options& opt) {
     std::vector<SdesCrypto> crypto;
     if (md.crypto[side].send) crypto.push_back(*md.crypto[side].send);
     const LegInfo& leg = infos[i].legs[side];
-    WriteKarlSide(opt, leg, leg.local_rtcp_port, md.proto[side], crypto, md.rtcp_mux[side], &sdp, i,
-                  &first);
+    WriteKarlSide(opt, leg, leg.local_rtcp_port, md.proto[side], crypto, md.rtcp_mux[side],
+                  ice_side ? &*ice_side : nullptr, md.rtcp_mux[side], &sdp, i, &first);
   }
   call.media = std::move(media);
   call.answered = true;
-  std::string out = FinishSdp(call, side, &sdp);
+  std::string out = FinishSdp(call, side, ice_side.has_value(), &sdp);
   BencodeValue r;
   r.Set("result", "ok");
   r.Set("sdp", out);

@@ -75,8 +75,16 @@ class NgCommands {
     SideCrypto crypto[2];
     std::optional<Endpoint> sdp_peer[2];  // endpoint each side last put in its SDP
   };
+  // ICE toward one side (D25): Karl's ICE-lite credentials (kept for the call, so a
+  // re-offer is no ICE restart) and what the side's own SDP last said.
+  struct SideIce {
+    std::string ufrag, pwd;     // Karl's, empty until first announced
+    bool peer_offered = false;  // the side's last offer or answer had ICE attributes
+    std::string peer_ufrag;     // its a=ice-ufrag (a change is an ICE restart)
+  };
   struct Call {
     std::string call_id;
+    SideIce ice[2];
     std::string tags[2];  // side 0: first offerer (from-tag), side 1: the other
     std::vector<Media> media;
     int offer_side = 0;  // who made the pending/last offer
@@ -103,12 +111,21 @@ class NgCommands {
   // Forgets media whose sessions ended behind ng's back (timeout, REST delete).
   void Reconcile(Call& call);
   // Points media section `index` of `sdp` at Karl's side `leg`: address, ports, protocol,
-  // Karl's crypto lines, rtcp-mux, a=rtcp; drops ICE and DTLS attributes.
+  // Karl's crypto lines, rtcp-mux, a=rtcp; drops DTLS attributes and the peer's ICE
+  // attributes, and with `ice` writes Karl's (credentials, a host candidate per
+  // component; component 2 unless `rtcp_mux_only`).
   static void WriteKarlSide(const Options& opt, const LegInfo& leg, uint16_t rtcp_port,
                             const std::string& proto, const std::vector<SdesCrypto>& crypto,
-                            bool rtcp_mux, Sdp* sdp, size_t index, bool* first);
-  // Session-level clean-up, text, o= version for `side`.
-  std::string FinishSdp(Call& call, int side, Sdp* sdp);
+                            bool rtcp_mux, const IceSpec* ice, bool rtcp_mux_only, Sdp* sdp,
+                            size_t index, bool* first);
+  // Session-level clean-up (ICE of sections Karl does not relay; a=ice-lite when Karl's
+  // ICE is in it), text, o= version for `side`.
+  std::string FinishSdp(Call& call, int side, bool ice_lite, Sdp* sdp);
+  // Karl's ICE credentials toward `side`, made on first use; nullopt when the request
+  // does not want ICE toward that side.
+  // `peer_ice`: whether the other party of this offer/answer speaks ICE (rtpengine's
+  // default: ICE is passed on, with Karl as the only candidate).
+  static std::optional<IceSpec> IceToward(const Options& opt, Call& call, int side, bool peer_ice);
   // Brings the o= version above what this side last got when the body changed.
   // Returns the text of `sdp`.
   std::string StampVersion(Call& call, int side, Sdp* sdp);

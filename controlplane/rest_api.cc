@@ -306,11 +306,38 @@ absl::StatusOr<SrtpSpec> ReadSrtpSpec(const Json& v, const std::string& path) {
   return out;
 }
 
+// {"ufrag": "...", "pwd": "..."}: Karl's ICE-lite credentials on the leg (RFC 8839
+// §5.4: ice-chars, ufrag 4..256 and pwd 22..256 characters).
+absl::StatusOr<IceSpec> ReadIce(const Json& v, const std::string& path) {
+  if (!v.is_object()) return FieldError(path, "must be an object {\"ufrag\", \"pwd\"}");
+  KARL_RETURN_IF_ERROR(CheckKeys(v, path, {"ufrag", "pwd"}));
+  IceSpec out;
+  struct Field {
+    const char* name;
+    size_t min;
+    std::string* value;
+  };
+  for (const Field& f : {Field{"ufrag", 4, &out.ufrag}, Field{"pwd", 22, &out.pwd}}) {
+    const Json* j = Member(v, f.name);
+    const std::string where = Child(path, f.name);
+    if (j == nullptr) return FieldError(where, "required");
+    KARL_RETURN_IF_ERROR(ReadString(*j, where, 1, f.value));
+    const bool chars_ok = std::all_of(f.value->begin(), f.value->end(), [](char c) {
+      return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/';
+    });
+    if (!chars_ok || f.value->size() < f.min || f.value->size() > 256) {
+      return FieldError(
+          where, absl::StrCat("must be ", f.min, "..256 characters of A-Z a-z 0-9 + / (RFC 8839)"));
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<LegSpec> ParseLegSpec(const Json& v, const std::string& path) {
   if (!v.is_object()) return FieldError(path, "must be an object");
   KARL_RETURN_IF_ERROR(CheckKeys(v, path,
                                  {"peer", "peer_rtcp_port", "interface", "family", "rtcp_mux",
-                                  "strict_source", "asymmetric", "dscp", "srtp"}));
+                                  "strict_source", "asymmetric", "dscp", "srtp", "ice"}));
   LegSpec leg;
   // null means "not given" for the two fields SessionInfo itself shows as null.
   if (const Json* peer = Member(v, "peer"); peer != nullptr && !peer->is_null()) {
@@ -352,6 +379,9 @@ absl::StatusOr<LegSpec> ParseLegSpec(const Json& v, const std::string& path) {
   if (const Json* srtp = Member(v, "srtp"); srtp != nullptr && !srtp->is_null()) {
     KARL_ASSIGN_OR_RETURN(leg.srtp, ReadSrtpSpec(*srtp, Child(path, "srtp")));
   }
+  if (const Json* ice = Member(v, "ice"); ice != nullptr && !ice->is_null()) {
+    KARL_ASSIGN_OR_RETURN(leg.ice, ReadIce(*ice, Child(path, "ice")));
+  }
   return leg;
 }
 
@@ -364,7 +394,7 @@ absl::Status RefuseNull(const Json& v, absl::string_view path) {
 
 absl::StatusOr<LegUpdate> ParseLegUpdate(const Json& v, const std::string& path) {
   KARL_RETURN_IF_ERROR(CheckKeys(
-      v, path, {"peer", "peer_rtcp_port", "strict_source", "asymmetric", "dscp", "srtp"}));
+      v, path, {"peer", "peer_rtcp_port", "strict_source", "asymmetric", "dscp", "srtp", "ice"}));
   LegUpdate leg;
   if (const Json* peer = Member(v, "peer")) {
     KARL_RETURN_IF_ERROR(RefuseNull(*peer, Child(path, "peer")));
@@ -397,6 +427,15 @@ absl::StatusOr<LegUpdate> ParseLegUpdate(const Json& v, const std::string& path)
   if (const Json* srtp = Member(v, "srtp")) {
     KARL_RETURN_IF_ERROR(RefuseNull(*srtp, Child(path, "srtp")));
     KARL_ASSIGN_OR_RETURN(leg.srtp, ReadSrtpSpec(*srtp, Child(path, "srtp")));
+  }
+  if (const Json* ice = Member(v, "ice")) {
+    // false turns ICE off; an object sets (or changes: an ICE restart) the credentials.
+    if (ice->is_boolean() && !ice->get<bool>()) {
+      leg.ice = IceSpec{};
+    } else {
+      KARL_RETURN_IF_ERROR(RefuseNull(*ice, Child(path, "ice")));
+      KARL_ASSIGN_OR_RETURN(leg.ice, ReadIce(*ice, Child(path, "ice")));
+    }
   }
   return leg;
 }
@@ -477,6 +516,13 @@ OJson LegJson(const LegInfo& leg) {
   j["asymmetric"] = leg.asymmetric;
   j["dscp"] = leg.dscp ? OJson(*leg.dscp) : OJson(nullptr);
   j["srtp"] = SrtpJson(leg.srtp);
+  if (leg.ice) {
+    j["ice"] = OJson::object();
+    j["ice"]["ufrag"] = leg.ice->ufrag;
+    j["ice"]["pwd"] = leg.ice->pwd;
+  } else {
+    j["ice"] = OJson(nullptr);
+  }
   j["stats"] = std::move(stats);
   return j;
 }

@@ -1034,6 +1034,37 @@ TEST(RestApiParseTest, SrtpPerDirectionWithErrorsNamingTheField) {
             "legs[0].srtp: must not be null; omit it to keep the current value");
 }
 
+TEST(RestApiParseTest, IceCredentialsAreCheckedAndCanBeTurnedOff) {
+  absl::StatusOr<SessionSpec> spec = ParseSessionSpec(
+      R"({"call_id": "c", "legs": [{}, {"ice": {"ufrag": "uF/8", "pwd": "abcdefghijklmnopqrstu+"}}]})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_FALSE(spec->legs[0].ice.has_value());
+  ASSERT_TRUE(spec->legs[1].ice.has_value());
+  EXPECT_EQ(*spec->legs[1].ice, (IceSpec{"uF/8", "abcdefghijklmnopqrstu+"}));
+  const auto error = [](const std::string& ice) {
+    return std::string(ParseSessionSpec(R"({"call_id": "c", "legs": [{"ice": )" + ice + "}, {}]}")
+                           .status()
+                           .message());
+  };
+  EXPECT_EQ(error(R"({"ufrag": "abcd"})"), "legs[0].ice.pwd: required");
+  EXPECT_EQ(error(R"({"ufrag": "abc", "pwd": "abcdefghijklmnopqrstuv"})"),
+            "legs[0].ice.ufrag: must be 4..256 characters of A-Z a-z 0-9 + / (RFC 8839)");
+  EXPECT_EQ(error(R"({"ufrag": "ab:d", "pwd": "abcdefghijklmnopqrstuv"})"),
+            "legs[0].ice.ufrag: must be 4..256 characters of A-Z a-z 0-9 + / (RFC 8839)");
+  EXPECT_EQ(error(R"({"ufrag": "abcd", "pwd": "short"})"),
+            "legs[0].ice.pwd: must be 22..256 characters of A-Z a-z 0-9 + / (RFC 8839)");
+  EXPECT_EQ(error(R"({"ufrag": "abcd", "pwd": "abcdefghijklmnopqrstuv", "x": 1})"),
+            "legs[0].ice.x: unknown field");
+  absl::StatusOr<SessionUpdate> off = ParseSessionUpdate(R"({"legs": [{"ice": false}]})");
+  ASSERT_TRUE(off.ok()) << off.status();
+  ASSERT_TRUE(off->legs[0]->ice.has_value());
+  EXPECT_TRUE(off->legs[0]->ice->ufrag.empty());  // off
+  EXPECT_EQ(ParseSessionUpdate(R"({"legs": [{"ice": null}]})").status().message(),
+            "legs[0].ice: must not be null; omit it to keep the current value");
+  EXPECT_EQ(ParseSessionUpdate(R"({"legs": [{"ice": true}]})").status().message(),
+            "legs[0].ice: must be an object {\"ufrag\", \"pwd\"}");
+}
+
 TEST(RestApiParseTest, FilterDefaultsAndValues) {
   absl::StatusOr<SessionFilter> filter = ParseSessionFilter({});
   ASSERT_TRUE(filter.ok());
@@ -1077,6 +1108,7 @@ SessionInfo SampleInfo() {
   leg.rtp.last_packet_age_s = 2.5;
   leg.rtp.lost = -1;
   leg.srtp = SrtpSpec{SrtpKeySpec{"AEAD_AES_128_GCM", "inline:a2V5"}, std::nullopt, 128};
+  leg.ice = IceSpec{"Ab3/", "0123456789abcdefABCDEF+/"};
   info.legs.push_back(leg);
   return info;
 }
@@ -1128,6 +1160,7 @@ TEST(RestApiJsonTest, SessionInfoToJsonIsTheDocumentedShape) {
           {{"send", {{"suite", "AEAD_AES_128_GCM"}, {"key", "inline:a2V5"}}},
            {"receive", nullptr},
            {"replay_window", 128}}},
+         {"ice", {{"ufrag", "Ab3/"}, {"pwd", "0123456789abcdefABCDEF+/"}}},
          {"stats", {{"rtp", expected_stats_rtp}, {"rtcp", expected_stats_rtcp}}}}}}};
   const nlohmann::ordered_json actual = SessionInfoToJson(SampleInfo());
   EXPECT_EQ(Json::parse(actual.dump()), expected) << actual.dump(2);

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "controlplane/sdes.h"
+#include "controlplane/stun.h"
 #include "dataplane/srtp.h"
 #include "dataplane/srtp_engine.h"
 #include "spdlog/spdlog.h"
@@ -383,6 +384,7 @@ void SessionManager::PublishLeg(Session& s, size_t index) {
   rtp.egress = EgressToward(out, false);
   rtp.srtp_in = in.srtp_rx;
   rtp.srtp_out = out.srtp_tx;
+  rtp.ice = in.spec.ice.has_value();
   dp::StreamConfig rtcp = rtp;
   rtcp.id = in.rtcp_stream;
   rtcp.rtcp_mux = false;
@@ -554,6 +556,9 @@ absl::StatusOr<SessionInfo> SessionManager::Update(const std::string& id, const 
                 : l.spec.peer_rtcp_port.value_or(static_cast<uint16_t>(l.peer->port + 1));
       }
     }
+    if (lu.ice) {
+      l.spec.ice = lu.ice->ufrag.empty() ? std::nullopt : std::optional<IceSpec>(*lu.ice);
+    }
     if (srtp[i]) {
       // Old contexts stay alive until the configs that point at them are freed.
       l.spec.srtp = std::move(srtp[i]->spec);
@@ -671,6 +676,7 @@ SessionInfo SessionManager::Describe(const Session& s) const {
     li.asymmetric = l.spec.asymmetric;
     li.dscp = l.spec.dscp;
     li.srtp = l.spec.srtp;
+    li.ice = l.spec.ice;
     li.rtp = ReadStream(l.rtp_stream);
     li.rtcp = ReadStream(l.rtcp_stream);
     info.legs.push_back(std::move(li));
@@ -719,6 +725,68 @@ void SessionManager::HandleLatched(const dp::WorkerEvent& ev, const StreamRef& r
   spdlog::debug("session {} leg {} latched {} {}:{}", s.id, ref.leg, ref.rtcp ? "RTCP" : "RTP",
                 src.ToString(), port);
   PublishLeg(s, 1 - ref.leg);  // the other leg's streams send toward this peer
+}
+
+std::optional<std::vector<uint8_t>> SessionManager::AnswerStun(const dp::StunRequest& req) {
+  auto it = stream_refs_.find(req.stream);
+  if (it == stream_refs_.end()) return std::nullopt;
+  const StreamRef& ref = it->second;
+  Session& s = *ref.session;
+  Leg& l = s.legs[ref.leg];
+  if (s.ended || !l.spec.ice) return std::nullopt;
+  const IceSpec& ice = *l.spec.ice;
+  // RFC 8445 §7.3 / RFC 5389 §10.1.2: a Binding request for our credentials, with a valid
+  // MESSAGE-INTEGRITY (and FINGERPRINT when present). Anything else gets no answer: the
+  // peer cannot be told more without giving away that the port is ICE.
+  std::string why;
+  absl::StatusOr<stun::Message> msg = stun::Parse(req.message);
+  if (!msg.ok()) {
+    why = std::string(msg.status().message());
+  } else if (msg->type != stun::kBindingRequest) {
+    return std::nullopt;  // indications (keepalives, RFC 8445 §11) and responses
+  } else if (msg->fingerprint_at && !stun::CheckFingerprint(req.message, *msg)) {
+    why = "FINGERPRINT does not match";
+  } else if (!msg->username || !msg->username->starts_with(ice.ufrag + ":")) {
+    why = absl::StrCat("USERNAME '", msg->username.value_or(""), "' is not for ufrag ", ice.ufrag);
+  } else if (!stun::CheckIntegrity(req.message, *msg, ice.pwd)) {
+    why = "MESSAGE-INTEGRITY does not verify with the leg's ice-pwd";
+  } else if (!msg->unknown_required.empty()) {
+    why = absl::StrCat("unknown comprehension-required attribute 0x",
+                       absl::Hex(msg->unknown_required.front(), absl::kZeroPad4));
+  }
+  if (!why.empty()) {
+    ++stun_rejected_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_stun_log_ >= std::chrono::seconds(1)) {  // at most one line a second
+      last_stun_log_ = now;
+      spdlog::warn("session {} (call-id {}) leg {}: ICE check from {}:{} not answered: {}", s.id,
+                   s.call_id, ref.leg, req.source.ToString(), req.source_port, why);
+    }
+    return std::nullopt;
+  }
+  ++stun_answered_;
+  if (msg->use_candidate) {
+    // The controlling agent nominated this pair (RFC 8445 §8.1.1): media goes there.
+    const bool moved =
+        ref.rtcp ? l.peer_rtcp_port != req.source_port || !l.peer || l.peer->address != req.source
+                 : l.peer != Endpoint{req.source, req.source_port};
+    if (moved && req.source.family() == l.local.family()) {
+      ++ice_nominations_;
+      if (ref.rtcp) {
+        l.peer_rtcp_port = req.source_port;
+      } else {
+        l.peer = Endpoint{req.source, req.source_port};
+        if (l.spec.rtcp_mux) l.peer_rtcp_port = req.source_port;
+        l.mac = req.source_mac;
+      }
+      spdlog::info("session {} (call-id {}) leg {}: ICE nominated {} {}:{}", s.id, s.call_id,
+                   ref.leg, ref.rtcp ? "RTCP" : "RTP", req.source.ToString(), req.source_port);
+      ++l.generation;  // what the leg latched before is history: latch again
+      PublishLeg(s, ref.leg);
+      PublishLeg(s, 1 - ref.leg);  // the other leg's streams send toward this peer
+    }
+  }
+  return stun::BindingSuccess(msg->transaction_id, req.source, req.source_port, ice.pwd, "Karl");
 }
 
 void SessionManager::LearnNeighbors() {

@@ -43,6 +43,14 @@ class SessionManager {
   // (its mbufs go back to the dataplane's pool); the destructor does it too.
   void DropHeldPackets();
 
+  // ICE-lite (D25): answers a connectivity check that arrived on a stream of a leg with
+  // ICE; an authenticated check that nominates its pair (USE-CANDIDATE) makes its source
+  // the leg's peer. nullopt: no answer (not a valid Binding request for this leg).
+  std::optional<std::vector<uint8_t>> AnswerStun(const dp::StunRequest& request);
+  uint64_t stun_answered() const { return stun_answered_; }
+  uint64_t stun_rejected() const { return stun_rejected_; }
+  uint64_t ice_nominations() const { return ice_nominations_; }
+
   size_t active_sessions() const { return active_; }
   // Media held while ARP/NDP resolved its next hop: sent once answered, dropped when
   // the hold ran out, the queue was full or no answer came.
@@ -159,6 +167,10 @@ class SessionManager {
   static constexpr std::chrono::seconds kHoldTime{3};
   std::map<NeighborKey, std::deque<HeldPacket>> held_;
   size_t held_total_ = 0;
+  uint64_t stun_answered_ = 0;
+  uint64_t stun_rejected_ = 0;
+  uint64_t ice_nominations_ = 0;
+  std::chrono::steady_clock::time_point last_stun_log_;
   uint64_t unresolved_sent_ = 0;
   uint64_t unresolved_dropped_ = 0;
   std::chrono::steady_clock::time_point last_timeout_check_;

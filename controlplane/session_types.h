@@ -34,6 +34,17 @@ struct SrtpSpec {
   bool operator==(const SrtpSpec&) const = default;
 };
 
+// ICE-lite (RFC 8445 §2.5) on a leg: Karl's credentials, as its SDP toward the leg's
+// peer announced them (a=ice-ufrag / a=ice-pwd, RFC 8839 §5.4). Karl answers the peer's
+// STUN Binding requests on the leg's local ports (USERNAME "<ufrag>:<peer's ufrag>",
+// MESSAGE-INTEGRITY keyed with `pwd`); a nominated pair (USE-CANDIDATE) becomes the
+// leg's peer. Karl never sends checks itself.
+struct IceSpec {
+  std::string ufrag;
+  std::string pwd;
+  bool operator==(const IceSpec&) const = default;
+};
+
 // One leg as the signalling side asks for it.
 struct LegSpec {
   // Remote RTP address/port. Absent: learned from the first valid packet (latching).
@@ -51,6 +62,7 @@ struct LegSpec {
                                  // from elsewhere (symmetric latching is the default)
   std::optional<uint8_t> dscp;   // DSCP to set on packets sent toward this leg's peer
   std::optional<SrtpSpec> srtp;  // absent: plain RTP both ways
+  std::optional<IceSpec> ice;    // absent: no ICE (STUN on the leg's ports is dropped)
 };
 
 struct SessionSpec {
@@ -74,6 +86,9 @@ struct LegUpdate {
   // Re-keying: replaces the leg's SRTP (an empty SrtpSpec = plain both ways). A
   // direction whose suite and key stay the same keeps its state (ROC, replay window).
   std::optional<SrtpSpec> srtp;
+  // ICE-lite on or off (an IceSpec with an empty ufrag turns it off), or new credentials
+  // (an ICE restart).
+  std::optional<IceSpec> ice;
 };
 struct SessionUpdate {
   std::optional<std::string> to_tag;
@@ -113,8 +128,9 @@ struct LegInfo {
   bool asymmetric = false;
   std::optional<uint8_t> dscp;
   std::optional<SrtpSpec> srtp;  // with the generated send key filled in
-  StreamStats rtp;               // received on local RTP port from this leg's peer
-  StreamStats rtcp;              // received on local RTCP port (or demuxed)
+  std::optional<IceSpec> ice;
+  StreamStats rtp;   // received on local RTP port from this leg's peer
+  StreamStats rtcp;  // received on local RTCP port (or demuxed)
 };
 
 struct SessionInfo {

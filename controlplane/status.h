@@ -59,11 +59,14 @@ struct StatusSnapshot {
   std::vector<PortStatus> ports;
   std::vector<WorkerStatus> workers;
   uint64_t sessions_active = 0;
-  uint64_t sessions_created = 0;    // since start
-  uint64_t sessions_timed_out = 0;  // ended by media timeout since start
-  uint64_t free_port_pairs = 0;     // local RTP/RTCP pairs free on all addresses
-  uint64_t unresolved_sent = 0;     // media held for ARP/NDP, then sent
-  uint64_t unresolved_dropped = 0;  // media held for ARP/NDP, then dropped
+  uint64_t sessions_created = 0;     // since start
+  uint64_t sessions_timed_out = 0;   // ended by media timeout since start
+  uint64_t free_port_pairs = 0;      // local RTP/RTCP pairs free on all addresses
+  uint64_t unresolved_sent = 0;      // media held for ARP/NDP, then sent
+  uint64_t unresolved_dropped = 0;   // media held for ARP/NDP, then dropped
+  uint64_t ice_checks_answered = 0;  // ICE-lite (D25)
+  uint64_t ice_checks_rejected = 0;
+  uint64_t ice_nominations = 0;
 };
 
 }  // namespace karl

@@ -19,6 +19,8 @@ PACKAGES=(
   # in the kamailio package), SIPp, tcpdump for the captures, python3-cryptography for
   # the SRTP the test makes and checks
   kamailio sip-tester tcpdump python3-cryptography
+  # ICE end to end (tests/e2e/test_ice.py): a full ICE agent for /usr/bin/python3
+  python3-aioice
 )
 
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

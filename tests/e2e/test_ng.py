@@ -54,8 +54,10 @@ def media_sections(sdp):
     return out
 
 
-class NgTest(SrtpTopology):
-    TAG = "n"
+class NgClientMixin:
+    """Karl with ng on 127.0.0.1:<free port> and offer/answer helpers (A = tag-a on ext0,
+    B = tag-b on ext1); the calls a test made are deleted after it. For SrtpTopology
+    subclasses (test_ng.py, test_ice.py)."""
 
     @classmethod
     def make_config(cls, text):
@@ -75,8 +77,6 @@ class NgTest(SrtpTopology):
             except NgError:
                 pass
 
-    # ------------------------------------------------------------ helpers
-
     def offer(self, call_id, sdp, **extra):
         msg = {"command": "offer", "call-id": call_id, "from-tag": "tag-a", "sdp": sdp,
                "direction": ["ext0", "ext1"], "replace": ["origin", "session-connection"]}
@@ -90,6 +90,12 @@ class NgTest(SrtpTopology):
                "sdp": sdp, "replace": ["origin", "session-connection"]}
         msg.update(extra)
         return self.ng.request(msg)
+
+
+class NgTest(NgClientMixin, SrtpTopology):
+    TAG = "n"
+
+    # ------------------------------------------------------------ helpers
 
     def sessions_of(self, call_id, state=None):
         url = self.api + "/sessions?call_id=" + call_id + ("&state=" + state if state else "")

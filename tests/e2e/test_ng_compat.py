@@ -91,6 +91,17 @@ DEVIATIONS = [
     ("sdp", "karl", r"a=rtpmap:96 H264/90000",
      "a media section the answerer rejected (port 0) reaches the offerer as the answerer "
      "wrote it (RFC 3264 §6 lets it keep its attributes); rtpengine strips them"),
+    ("sdp", "karl", r"a=ice-lite",
+     "Karl is an ICE-lite agent (RFC 8445 §2.5): it answers connectivity checks and never "
+     "sends its own, so its SDP says a=ice-lite; rtpengine runs full ICE"),
+    ("sdp", "rtpengine", r"a=candidate:FOUNDATION [12] UDP PRIO RELAY[46] P-OTHER typ host",
+     "rtpengine opens a leg's port on every address of the interface and offers a candidate "
+     "per address family; Karl's leg has one local address (of the leg's family), and that is "
+     "its one candidate per component"),
+    ("reply", "karl", r"ice_default/reoffer-without-ice",
+     "a re-offer that drops ICE changes the SDP Karl sends (no more ICE lines), so Karl "
+     "raises the o= version (RFC 3264 §8); rtpengine sends the changed SDP with the old "
+     "version. The step's expectations (no ICE passed on) hold for both"),
     ("error-reason", "karl", r"errors/offer-bad-sdp",
      "Karl's reason is rtpengine's text followed by where the SDP is wrong (line, what was "
      "expected)"),
@@ -215,6 +226,7 @@ class Normalizer:
                       for a in relay_addresses}
         self.ports = {}
         self.last_version = {}
+        self.c_family = "IP4"
 
     def port(self, p):
         p = int(p)
@@ -246,6 +258,7 @@ class Normalizer:
         if line.startswith("c="):
             f = line[2:].split()
             if len(f) == 3:
+                self.c_family = f[1]
                 return "c=%s %s %s" % (f[0], f[1], self.address(f[2]))
         if line.startswith("m="):
             f = line[2:].split()
@@ -267,7 +280,11 @@ class Normalizer:
             f = line[len("a=candidate:"):].split()
             if len(f) >= 6:
                 f[0], f[3] = "FOUNDATION", "PRIO"
-                f[4], f[5] = self.address(f[4]), self.port(f[5])
+                # A candidate of the other address family than the c= line: its port is
+                # not labelled (rtpengine's second family may or may not get the same
+                # port number; labelling it would shift every later label).
+                other = ("IP6" if ":" in f[4] else "IP4") != self.c_family
+                f[4], f[5] = self.address(f[4]), "P-OTHER" if other else self.port(f[5])
                 for i in range(6, len(f) - 1):
                     if f[i] in ("raddr",):
                         f[i + 1] = self.address(f[i + 1])
@@ -528,6 +545,53 @@ def sc_ice_remove(s):
     s.expect_ok(s.delete())
 
 
+def sc_ice_force(s):
+    # A plain SIP caller without ICE toward a callee that wants it: the relay is the only
+    # candidate the callee learns.
+    r = s.offer(caller_sdp(), ICE="force")
+    s.expect_ok(r)
+    m = first_media(r)
+    s.expect(any(a.startswith("ice-ufrag:") for a in m["attrs"]), "offer: a=ice-ufrag")
+    r = s.answer(callee_sdp(extra=["ice-ufrag:Cq4Z", "ice-pwd:oQk8Gp0fX1wKbqv2D7hNs5rT",
+                                   "candidate:1 1 UDP 2130706431 %s 18000 typ host" % CALLEE4,
+                                   "candidate:1 2 UDP 2130706430 %s 18001 typ host" % CALLEE4]),
+                 ICE="remove")
+    s.expect_ok(r)
+    first = ice_credentials(m)
+    r = s.offer(caller_sdp(), ICE="force", name="reoffer")
+    s.expect_ok(r)
+    s.expect(ice_credentials(first_media(r)) == first,
+             "a re-offer keeps the relay's ICE credentials (no ICE restart)")
+    s.expect_ok(s.delete())
+
+
+def sc_ice_default(s):
+    # No ICE flag: an offerer that does ICE gets the relay as its only candidate, and so
+    # does the callee (rtpengine's default; Kamailio configs without ICE=... rely on it).
+    ice = ["ice-ufrag:F7gI", "ice-pwd:x9cml/YzichV2+XlhiMu8g",
+           "candidate:1 1 UDP 2130706431 %s 16000 typ host" % CALLER4,
+           "candidate:1 2 UDP 2130706430 %s 16001 typ host" % CALLER4]
+    r = s.offer(caller_sdp(extra=ice))
+    s.expect_ok(r)
+    attrs = first_media(r)["attrs"]
+    s.expect(ice_credentials(first_media(r))[0] not in (None, "F7gI"), "relay's own ufrag")
+    s.expect(not any(CALLER4 in a for a in attrs if a.startswith("candidate")),
+             "the caller's candidates are not passed on")
+    r = s.answer(callee_sdp())
+    s.expect_ok(r)
+    s.expect(ice_credentials(first_media(r))[0] is not None, "the ICE caller gets ICE back")
+    r = s.offer(caller_sdp(), name="reoffer-without-ice")
+    s.expect_ok(r)
+    s.expect(ice_credentials(first_media(r))[0] is None, "no ICE offered, none passed on")
+    s.expect_ok(s.delete())
+
+
+def ice_credentials(media):
+    get = lambda name: next((a.split(":", 1)[1] for a in media["attrs"]
+                             if a.startswith(name + ":")), None)
+    return get("ice-ufrag"), get("ice-pwd")
+
+
 def crypto_with(media, suite):
     return next((c for c in media["cryptos"] if c[1] == suite), None)
 
@@ -647,6 +711,8 @@ SCENARIOS = [
     ("rtcp_mux_accept", sc_rtcp_mux_accept),
     ("rtcp_mux_offer", sc_rtcp_mux_offer),
     ("ice_remove", sc_ice_remove),
+    ("ice_force", sc_ice_force),
+    ("ice_default", sc_ice_default),
     ("sdes_plain_to_savp", sc_sdes_plain_to_savp),
     ("sdes_savp_to_plain", sc_sdes_savp_to_plain),
     ("sdes_no_suite", sc_sdes_no_suite),
