@@ -53,6 +53,11 @@ def karl_bench(build):
         for op in OPS:
             positive(out, r"^karl %s %s" % (op, suite) + RATE, "karl %s %s" % (op, suite),
                      errors)
+    positive(out, r"^karl forward, ICE streams" + RATE, "karl forward, ICE streams", errors)
+    for what, pattern in (("ICE checks answered", r"^ICE checks answered .*: ([0-9.]+) checks/s"),
+                          ("ICE codec reference", r"the STUN codec alone \(([0-9.]+)/s\)"),
+                          ("ICE HMAC reference", r"two HMAC-SHA1 \(([0-9.]+)/s\)")):
+        positive(out, pattern, what, errors)
     return errors, out, secs
 
 

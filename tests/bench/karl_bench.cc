@@ -8,6 +8,7 @@
 //                                 mount -t hugetlbfs nodev /dev/hugepages;
 //                                 echo 640 > /proc/sys/vm/nr_hugepages)
 //              [--frames-in-llc]  do not flush the frames from the cache (DDIO-like)
+//              [--no-ice]         skip the ICE figures
 //
 // Ports: "ring" (net_ring made of rte_rings: the main lcore puts frames on its RX
 // ring) and "null" (net_null: transmit frees the packets). Per round the main lcore
@@ -23,7 +24,20 @@
 //                      out with other keys) for AES_CM_128_HMAC_SHA1_80 and
 //                      AEAD_AES_128_GCM, each stream with its own keys, on the engine of
 //                      --srtp-engine ipsec_mb|openssl|libsrtp (default ipsec_mb)
+//   karl forward, ICE  the S streams of "karl forward" with ICE on (every packet is
+//                      checked for STUN first, D25); beside "karl forward"
+//   ICE checks         ICE connectivity checks (STUN Binding requests with USERNAME,
+//                      PRIORITY, ICE-CONTROLLING, MESSAGE-INTEGRITY, FINGERPRINT) to
+//                      up to 1000 sessions made by the real SessionManager with ICE on
+//                      leg 0: worker -> exception ring -> the control plane (the main
+//                      lcore, polling as its loop does) verifies and answers -> back
+//                      through the worker; checks answered per second. References on
+//                      the main lcore: the STUN codec alone (parse, verify
+//                      MESSAGE-INTEGRITY and FINGERPRINT, build the answer) and the
+//                      two HMAC-SHA1 an answer needs (OpenSSL)
 #include <immintrin.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_eth_ring.h>
@@ -42,10 +56,15 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "controlplane/config.h"
+#include "controlplane/session_manager.h"
+#include "controlplane/stun.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/srtp.h"
+#include "spdlog/spdlog.h"
 #include "tests/bench/crypto_refs.h"
 #include "tests/dataplane/packet_builder.h"
 
@@ -90,6 +109,8 @@ double Median(std::vector<double> v) {
 // --frames-in-llc: leave the frames in the cache hierarchy (a NIC with DDIO writes them
 // into the last-level cache); mbuf headers are flushed either way.
 bool g_flush_frames = true;
+// The ring port's id: written into each mbuf as a PMD does on receive (net_ring does not).
+uint16_t g_rx_port = 0;
 
 // One round: enqueue `count` frames (cycling over `frames`), wait until `counted()`
 // reaches `target`; returns packets per second.
@@ -103,6 +124,7 @@ double Round(rte_mempool* pool, rte_ring* rx, const std::vector<Bytes>& frames, 
   for (rte_mbuf* m : mbufs) {
     const Bytes& f = frames[(*next_frame)++ % frames.size()];
     std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+    m->port = g_rx_port;
   }
   // A NIC writes frames by DMA, which leaves them in memory, not dirty in another
   // core's cache: flush what the main lcore just wrote (mbuf headers and frames) so
@@ -183,6 +205,7 @@ int main(int argc, char** argv) {
   bool verify_udp_checksum = true;
   bool srtp = true;
   bool huge = false;
+  bool ice = true;
   karl::dp::SrtpEngineKind engine = karl::dp::SrtpEngineKind::kIpsecMb;
   // Flags and "--name value" options in any order; anything else is a usage error.
   for (int i = 1; i < argc; ++i) {
@@ -193,6 +216,8 @@ int main(int argc, char** argv) {
       srtp = false;
     } else if (a == "--huge") {
       huge = true;
+    } else if (a == "--no-ice") {
+      ice = false;
     } else if (a == "--frames-in-llc") {
       g_flush_frames = false;
     } else if (i + 1 < argc && a == "--srtp-engine") {
@@ -247,6 +272,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "karl-bench: cannot create pool/rings/ports\n");
     return 1;
   }
+  g_rx_port = ring_port;
 
   // Frames: RTP from 198.51.100.2 to 198.51.100.1:20000+2i (session i's leg 0).
   const IpAddress ours = *IpAddress::Parse("198.51.100.1");
@@ -532,6 +558,165 @@ int main(int argc, char** argv) {
           SrtpResult{kSrtpNames[si][op], Median(r), busy_ns, libsrtp_mpps, raw_mpps});
     }
   }
+  // ICE (D25). First the forward path with ICE on the same S streams.
+  double ice_fwd = 0, ice_fwd_ratio = 0;
+  struct IceCheckResult {
+    double karl = 0, codec = 0, hmac = 0;
+    unsigned sessions = 0, per_round = 0;
+  } ice_checks;
+  if (ice) {
+    // Blocks alternate the same streams without and with ICE (the noisy host moves
+    // both alike); the ratio is the median of the per-block ratios.
+    std::vector<double> with_ice, ratios;
+    for (unsigned blk = 0; blk < blocks; ++blk) {
+      double block_median[2] = {0, 0};
+      for (int on = 0; on < 2; ++on) {
+        for (unsigned i = 0; i < sessions; ++i) {
+          karl::dp::StreamConfig cfg = *dp.stream_config(static_cast<uint32_t>(i));
+          cfg.srtp_in = cfg.srtp_out = nullptr;
+          cfg.ice = on == 1;
+          dp.PublishStream(cfg);
+        }
+        dp.Maintain(nullptr);
+        if (auto st = dp.Start(); !st.ok()) return 1;
+        std::vector<double> f;
+        const uint64_t tx0 = counters.tx_packets.Read();
+        for (unsigned i = 0; i < 5; ++i) {
+          f.push_back(Round(pool, rx, frames, packets, &next, rx_count() + packets, rx_count));
+        }
+        dp.Stop();
+        if (counters.tx_packets.Read() - tx0 != 5ull * packets) {
+          std::fprintf(stderr, "karl-bench: streams (ICE %d) did not forward every packet\n", on);
+          return 1;
+        }
+        block_median[on] = Median(f);
+        if (on == 1) with_ice.insert(with_ice.end(), f.begin(), f.end());
+      }
+      ratios.push_back(block_median[1] / block_median[0]);
+    }
+    ice_fwd = Median(with_ice);
+    ice_fwd_ratio = Median(ratios);
+
+    // Then the checks, answered by the real session manager.
+    spdlog::set_level(spdlog::level::warn);  // no line per session created
+    karl::Config config;
+    for (const auto& [name, device, prefix] :
+         {std::tuple{"ring", "net_ring_benchport", "198.51.100.1/24"},
+          std::tuple{"null", "net_null0", "203.0.113.1/24"}}) {
+      karl::PortConfig pc;
+      pc.name = name;
+      pc.device = device;
+      pc.addresses = {*IpPrefix::Parse(prefix)};
+      config.ports.push_back(pc);
+    }
+    const unsigned n = std::min(sessions, 1000u);
+    config.rtp.port_min = 52000;
+    config.rtp.port_max = static_cast<uint16_t>(52000 + 2 * n + 1);
+    karl::SessionManager manager(config, &dp);
+    dp.SetStunHandler([&](const karl::dp::StunRequest& r) { return manager.AnswerStun(r); });
+    std::vector<Bytes> checks;
+    std::vector<std::string> ufrags, pwds;
+    for (unsigned i = 0; i < n; ++i) {
+      ufrags.push_back("k" + std::to_string(1000000 + i));
+      pwds.push_back("benchmarkpassword" + std::to_string(1000000 + i));
+      karl::SessionSpec spec;
+      spec.call_id = "ice-bench-" + std::to_string(i);
+      karl::LegSpec l0, l1;
+      l0.peer = karl::Endpoint{peer, 40000};
+      l0.interface = "ring";
+      l0.ice = karl::IceSpec{ufrags[i], pwds[i]};
+      l1.interface = "null";
+      spec.legs = {l0, l1};
+      absl::StatusOr<karl::SessionInfo> s = manager.Create(spec);
+      if (!s.ok()) {
+        std::fprintf(stderr, "karl-bench: ICE session: %s\n",
+                     std::string(s.status().message()).c_str());
+        return 1;
+      }
+      // A few checks per session, each its own transaction (consent freshness, RFC 7675).
+      for (unsigned k = 0; k < 4; ++k) {
+        const std::string username = ufrags[i] + ":peer";
+        karl::stun::RequestSpec req;
+        for (unsigned b = 0; b < 12; ++b)
+          req.transaction_id[b] = static_cast<uint8_t>(i * 7 + k * 31 + b);
+        req.priority = 1853824767;
+        req.ice_controlling = 0x1234567890abcdefu + i;
+        req.username = username;
+        req.key = pwds[i];
+        karl::test::UdpSpec spec_udp{peer, ours, 40000, s->legs[0].local.port};
+        spec_udp.payload = karl::stun::BindingRequest(req);
+        checks.push_back(karl::test::BuildUdp(spec_udp));
+      }
+    }
+    // References on the main lcore: the codec alone over the same messages, and the two
+    // HMAC-SHA1 (verify the request, sign the answer) over messages of the same size.
+    {
+      const unsigned iters = 20000;
+      uint64_t ok = 0;
+      uint64_t t0 = rte_rdtsc();
+      for (unsigned it = 0; it < iters; ++it) {
+        const Bytes& f = checks[it % checks.size()];
+        const std::span<const uint8_t> msg(f.data() + 42, f.size() - 42);
+        const unsigned i = (it % checks.size()) / 4;
+        absl::StatusOr<karl::stun::Message> m = karl::stun::Parse(msg);
+        if (m.ok() && karl::stun::CheckFingerprint(msg, *m) &&
+            karl::stun::CheckIntegrity(msg, *m, pwds[i])) {
+          ok += karl::stun::BindingSuccess(m->transaction_id, peer, 40000, pwds[i], "Karl").size();
+        }
+      }
+      uint64_t t1 = rte_rdtsc();
+      if (ok == 0) return 1;
+      ice_checks.codec =
+          iters * static_cast<double>(rte_get_tsc_hz()) / static_cast<double>(t1 - t0);
+      uint8_t mac[EVP_MAX_MD_SIZE];
+      unsigned mac_len = 0;
+      t0 = rte_rdtsc();
+      for (unsigned it = 0; it < iters; ++it) {
+        const Bytes& f = checks[it % checks.size()];
+        const unsigned i = (it % checks.size()) / 4;
+        for (int twice = 0; twice < 2; ++twice) {
+          HMAC(EVP_sha1(), pwds[i].data(), static_cast<int>(pwds[i].size()), f.data() + 42,
+               f.size() - 42 - 32, mac, &mac_len);
+        }
+        asm volatile("" : : "r"(mac) : "memory");
+      }
+      t1 = rte_rdtsc();
+      ice_checks.hmac =
+          iters * static_cast<double>(rte_get_tsc_hz()) / static_cast<double>(t1 - t0);
+    }
+    if (auto st = dp.Start(); !st.ok()) return 1;
+    const auto& exc = dp.exception_counters();
+    const unsigned per_round = std::min<unsigned>(512, static_cast<unsigned>(checks.size()));
+    auto answered = [&] {
+      dp.ServiceExceptions(256);
+      void* out[64];
+      unsigned got;
+      while ((got = rte_ring_dequeue_burst(tx, out, 64, nullptr)) > 0) {
+        rte_pktmbuf_free_bulk(reinterpret_cast<rte_mbuf**>(out), got);
+      }
+      return exc.stun_responses.Read();
+    };
+    std::vector<double> r;
+    unsigned cnext = 0;
+    for (unsigned i = 0; i < blocks * 5; ++i) {
+      r.push_back(Round(pool, rx, checks, per_round, &cnext, exc.stun_responses.Read() + per_round,
+                        answered));
+    }
+    dp.Stop();
+    answered();
+    if (manager.stun_answered() != uint64_t{blocks} * 5 * per_round ||
+        manager.stun_rejected() != 0) {
+      std::fprintf(stderr, "karl-bench: ICE checks: %llu answered, %llu rejected of %llu\n",
+                   static_cast<unsigned long long>(manager.stun_answered()),
+                   static_cast<unsigned long long>(manager.stun_rejected()),
+                   static_cast<unsigned long long>(uint64_t{blocks} * 5 * per_round));
+      return 1;
+    }
+    ice_checks.karl = Median(r);
+    ice_checks.sessions = n;
+    ice_checks.per_round = per_round;
+    manager.DropHeldPackets();
+  }
   dp.Close();
 
   std::printf(
@@ -567,6 +752,18 @@ int main(int argc, char** argv) {
         "%.2fx raw cryptodev (%.2f)\n",
         r.name, r.mpps / 1e6, 1e3 / (r.mpps / 1e6), r.busy_ns, r.mpps / 1e6 / r.libsrtp_mpps,
         r.libsrtp_mpps, r.mpps / 1e6 / r.raw_mpps, r.raw_mpps);
+  }
+  if (ice) {
+    Print("karl forward, ICE streams", ice_fwd, 0, "");
+    std::printf(
+        "%-28s %.2fx the same streams without ICE (median of per-block ratios), %.2fx io-fwd\n", "",
+        ice_fwd_ratio, ice_fwd / Median(iofwd));
+    std::printf(
+        "ICE checks answered (%u sessions, %u checks per round): %.0f checks/s = %.1f us each; "
+        "%.2fx the STUN codec alone (%.0f/s), %.2fx two HMAC-SHA1 (%.0f/s)\n",
+        ice_checks.sessions, ice_checks.per_round, ice_checks.karl, 1e6 / ice_checks.karl,
+        ice_checks.karl / ice_checks.codec, ice_checks.codec, ice_checks.karl / ice_checks.hmac,
+        ice_checks.hmac);
   }
   rte_eal_cleanup();
   std::error_code ec;
