@@ -183,13 +183,14 @@ std::vector<MetricFamily> SnapshotMetricFamilies(const StatusSnapshot& s) {
                        "the queue of the next hop was full).",
                        kCounter, AsDouble(s.unresolved_dropped)));
   out.push_back(Single("karl_ice_checks_answered_total",
-                       "ICE connectivity checks (STUN Binding requests) answered on legs with "
-                       "ICE=force (Karl is ICE-lite).",
+                       "ICE connectivity checks (STUN Binding requests) answered with success on "
+                       "legs with ICE (Karl is ICE-lite).",
                        kCounter, AsDouble(s.ice_checks_answered)));
-  out.push_back(Single("karl_ice_checks_rejected_total",
-                       "STUN messages on ICE legs' ports not answered: malformed, wrong "
-                       "credentials, failed MESSAGE-INTEGRITY or FINGERPRINT.",
-                       kCounter, AsDouble(s.ice_checks_rejected)));
+  out.push_back(
+      Single("karl_ice_checks_rejected_total",
+             "STUN messages on ICE legs' ports refused (400/401/420) or dropped: malformed, wrong "
+             "credentials, failed MESSAGE-INTEGRITY or FINGERPRINT.",
+             kCounter, AsDouble(s.ice_checks_rejected)));
   out.push_back(Single("karl_ice_nominations_total",
                        "Candidate pairs nominated by the peer (USE-CANDIDATE) that moved a "
                        "leg's media to a new address.",

@@ -735,10 +735,14 @@ std::optional<std::vector<uint8_t>> SessionManager::AnswerStun(const dp::StunReq
   Leg& l = s.legs[ref.leg];
   if (s.ended || !l.spec.ice) return std::nullopt;
   const IceSpec& ice = *l.spec.ice;
-  // RFC 8445 §7.3 / RFC 5389 §10.1.2: a Binding request for our credentials, with a valid
-  // MESSAGE-INTEGRITY (and FINGERPRINT when present). Anything else gets no answer: the
-  // peer cannot be told more without giving away that the port is ICE.
+  // RFC 8445 §7.3 with RFC 5389 §7.3 and §10.1.2: what does not parse as STUN, or whose
+  // FINGERPRINT is wrong, is no STUN and is dropped; a request without USERNAME or
+  // MESSAGE-INTEGRITY is answered 400, one for other credentials or whose
+  // MESSAGE-INTEGRITY does not verify with the leg's ice-pwd 401, one with an unknown
+  // comprehension-required attribute 420. Only a Binding request that passes all of
+  // them gets a success response.
   std::string why;
+  int code = 0;
   absl::StatusOr<stun::Message> msg = stun::Parse(req.message);
   if (!msg.ok()) {
     why = std::string(msg.status().message());
@@ -746,23 +750,38 @@ std::optional<std::vector<uint8_t>> SessionManager::AnswerStun(const dp::StunReq
     return std::nullopt;  // indications (keepalives, RFC 8445 §11) and responses
   } else if (msg->fingerprint_at && !stun::CheckFingerprint(req.message, *msg)) {
     why = "FINGERPRINT does not match";
-  } else if (!msg->username || !msg->username->starts_with(ice.ufrag + ":")) {
-    why = absl::StrCat("USERNAME '", msg->username.value_or(""), "' is not for ufrag ", ice.ufrag);
+  } else if (!msg->username || !msg->integrity_at) {
+    why = "no USERNAME or no MESSAGE-INTEGRITY";
+    code = 400;
+  } else if (!msg->username->starts_with(ice.ufrag + ":")) {
+    why = absl::StrCat("USERNAME '", *msg->username, "' is not for ufrag ", ice.ufrag);
+    code = 401;
   } else if (!stun::CheckIntegrity(req.message, *msg, ice.pwd)) {
     why = "MESSAGE-INTEGRITY does not verify with the leg's ice-pwd";
+    code = 401;
   } else if (!msg->unknown_required.empty()) {
     why = absl::StrCat("unknown comprehension-required attribute 0x",
                        absl::Hex(msg->unknown_required.front(), absl::kZeroPad4));
+    code = 420;
   }
   if (!why.empty()) {
     ++stun_rejected_;
     const auto now = std::chrono::steady_clock::now();
     if (now - last_stun_log_ >= std::chrono::seconds(1)) {  // at most one line a second
       last_stun_log_ = now;
-      spdlog::warn("session {} (call-id {}) leg {}: ICE check from {}:{} not answered: {}", s.id,
-                   s.call_id, ref.leg, req.source.ToString(), req.source_port, why);
+      spdlog::warn("session {} (call-id {}) leg {}: ICE check from {}:{} refused{}: {}", s.id,
+                   s.call_id, ref.leg, req.source.ToString(), req.source_port,
+                   code ? absl::StrCat(" (", code, ")") : std::string(" (dropped)"), why);
     }
-    return std::nullopt;
+    if (code == 0) return std::nullopt;
+    static constexpr const char* kReasons[] = {"Bad Request", "Unauthorized", "Unknown Attribute"};
+    return stun::BindingError(msg->transaction_id, code,
+                              kReasons[code == 400   ? 0
+                                       : code == 401 ? 1
+                                                     : 2],
+                              code == 420 ? std::span<const uint16_t>(msg->unknown_required)
+                                          : std::span<const uint16_t>(),
+                              "Karl");
   }
   ++stun_answered_;
   if (msg->use_candidate) {

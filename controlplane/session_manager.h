@@ -45,7 +45,9 @@ class SessionManager {
 
   // ICE-lite (D25): answers a connectivity check that arrived on a stream of a leg with
   // ICE; an authenticated check that nominates its pair (USE-CANDIDATE) makes its source
-  // the leg's peer. nullopt: no answer (not a valid Binding request for this leg).
+  // the leg's peer. A request that fails authentication or carries an unknown required
+  // attribute gets an error response (400/401/420); nullopt: nothing to send (not STUN,
+  // a bad FINGERPRINT, an indication, no ICE on the leg).
   std::optional<std::vector<uint8_t>> AnswerStun(const dp::StunRequest& request);
   uint64_t stun_answered() const { return stun_answered_; }
   uint64_t stun_rejected() const { return stun_rejected_; }

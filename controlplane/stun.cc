@@ -13,6 +13,8 @@ namespace {
 
 constexpr uint16_t kAttrUsername = 0x0006;
 constexpr uint16_t kAttrMessageIntegrity = 0x0008;
+constexpr uint16_t kAttrErrorCode = 0x0009;
+constexpr uint16_t kAttrUnknownAttributes = 0x000a;
 constexpr uint16_t kAttrXorMappedAddress = 0x0020;
 constexpr uint16_t kAttrPriority = 0x0024;
 constexpr uint16_t kAttrUseCandidate = 0x0025;
@@ -72,18 +74,23 @@ std::vector<uint8_t> Header(uint16_t type, const std::array<uint8_t, 12>& transa
   return m;
 }
 
-// MESSAGE-INTEGRITY over everything before it (the header's length counting it), then
-// FINGERPRINT over everything before it (the length counting it too).
-void Seal(std::vector<uint8_t>& m, std::string_view key, uint8_t pad) {
-  const size_t mi_at = m.size();
-  const auto mac = Hmac(m, static_cast<uint16_t>(mi_at + 4 + kIntegrityLen - kHeaderLen), key);
-  AppendAttribute(m, kAttrMessageIntegrity, mac, pad);
+// FINGERPRINT over everything before it (the header's length counting it).
+void AppendFingerprint(std::vector<uint8_t>& m) {
   const size_t fp_at = m.size();
   m.resize(fp_at + 8, 0);
   Put16(&m[fp_at], kAttrFingerprint);
   Put16(&m[fp_at + 2], 4);
   SetLength(m);
   Put32(&m[fp_at + 4], Crc32(std::span<const uint8_t>(m).first(fp_at)) ^ kFingerprintXor);
+}
+
+// MESSAGE-INTEGRITY over everything before it (the header's length counting it), then
+// FINGERPRINT.
+void Seal(std::vector<uint8_t>& m, std::string_view key, uint8_t pad) {
+  const size_t mi_at = m.size();
+  const auto mac = Hmac(m, static_cast<uint16_t>(mi_at + 4 + kIntegrityLen - kHeaderLen), key);
+  AppendAttribute(m, kAttrMessageIntegrity, mac, pad);
+  AppendFingerprint(m);
 }
 
 std::span<const uint8_t> Octets(std::string_view s) {
@@ -214,6 +221,26 @@ std::vector<uint8_t> BindingSuccess(const std::array<uint8_t, 12>& transaction_i
   for (size_t i = 0; i < alen; ++i) xma[4 + i] = address.bytes()[i] ^ mask[i];
   AppendAttribute(m, kAttrXorMappedAddress, xma, pad);
   Seal(m, key, pad);
+  return m;
+}
+
+std::vector<uint8_t> BindingError(const std::array<uint8_t, 12>& transaction_id, int code,
+                                  std::string_view reason, std::span<const uint16_t> unknown,
+                                  std::string_view software) {
+  std::vector<uint8_t> m = Header(kBindingError, transaction_id);
+  if (!software.empty()) AppendAttribute(m, kAttrSoftware, Octets(software), 0);
+  // ERROR-CODE (§15.6): 21 zero bits, the hundreds digit, the rest, then the reason.
+  std::vector<uint8_t> ec(4, 0);
+  ec[2] = static_cast<uint8_t>(code / 100);
+  ec[3] = static_cast<uint8_t>(code % 100);
+  ec.insert(ec.end(), reason.begin(), reason.end());
+  AppendAttribute(m, kAttrErrorCode, ec, 0);
+  if (!unknown.empty()) {  // UNKNOWN-ATTRIBUTES (§15.9)
+    std::vector<uint8_t> ua(unknown.size() * 2);
+    for (size_t i = 0; i < unknown.size(); ++i) Put16(&ua[2 * i], unknown[i]);
+    AppendAttribute(m, kAttrUnknownAttributes, ua, 0);
+  }
+  AppendFingerprint(m);
   return m;
 }
 

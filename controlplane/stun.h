@@ -25,6 +25,7 @@ inline constexpr uint32_t kMagicCookie = 0x2112a442;
 inline constexpr size_t kHeaderLen = 20;
 inline constexpr uint16_t kBindingRequest = 0x0001;
 inline constexpr uint16_t kBindingSuccess = 0x0101;
+inline constexpr uint16_t kBindingError = 0x0111;
 
 // RFC 7983 §7 demultiplexing plus RFC 5389 §6: first octet 0..3, the magic cookie, a
 // length that is a multiple of 4 and covers the rest of the datagram exactly.
@@ -70,6 +71,13 @@ uint32_t Crc32(std::span<const uint8_t> data);
 std::vector<uint8_t> BindingSuccess(const std::array<uint8_t, 12>& transaction_id,
                                     const IpAddress& address, uint16_t port, std::string_view key,
                                     std::string_view software = {}, uint8_t pad = 0);
+
+// A Binding error response (RFC 5389 §7.3.1, §10.1.2): ERROR-CODE `code` with `reason`,
+// UNKNOWN-ATTRIBUTES for a 420, FINGERPRINT; no MESSAGE-INTEGRITY (the request could not
+// be authenticated, so there is no key to use).
+std::vector<uint8_t> BindingError(const std::array<uint8_t, 12>& transaction_id, int code,
+                                  std::string_view reason, std::span<const uint16_t> unknown = {},
+                                  std::string_view software = {});
 
 // A Binding request as an ICE agent sends it (RFC 8445 §7.1): SOFTWARE (when not empty),
 // PRIORITY, ICE-CONTROLLED / ICE-CONTROLLING, USE-CANDIDATE, USERNAME, then

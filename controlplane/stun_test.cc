@@ -77,6 +77,30 @@ TEST(StunTest, BuildsTheRfc5769SampleRequestByteForByte) {
   EXPECT_TRUE(CheckFingerprint(nominate, *m));
 }
 
+TEST(StunTest, ErrorResponsesCarryTheCodeTheUnknownAttributesAndAFingerprint) {
+  std::array<uint8_t, 12> id{};
+  for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<uint8_t>(0xa0 + i);
+  const std::vector<uint16_t> unknown = {0x0030, 0x7fff};
+  const std::vector<uint8_t> e = BindingError(id, 420, "Unknown Attribute", unknown);
+  // Header: error class of Binding, length, cookie, the request's transaction id.
+  ASSERT_GE(e.size(), 20u);
+  EXPECT_EQ(e[0], 0x01);
+  EXPECT_EQ(e[1], 0x11);
+  EXPECT_EQ(size_t{e[2]} << 8 | e[3], e.size() - 20);
+  EXPECT_TRUE(std::equal(id.begin(), id.end(), e.begin() + 8));
+  // ERROR-CODE: type 0x0009, length 4 + 17, class 4, number 20, the reason, 3 octets pad.
+  EXPECT_EQ(std::vector<uint8_t>(e.begin() + 20, e.begin() + 28), Hex("0009001500000414"));
+  EXPECT_EQ(std::string(e.begin() + 28, e.begin() + 45), "Unknown Attribute");
+  // UNKNOWN-ATTRIBUTES: type 0x000a, length 4, the two types.
+  EXPECT_EQ(std::vector<uint8_t>(e.begin() + 48, e.begin() + 56), Hex("000a000400307fff"));
+  absl::StatusOr<Message> m = Parse(e);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->type, kBindingError);
+  EXPECT_FALSE(m->integrity_at.has_value());
+  EXPECT_TRUE(CheckFingerprint(e, *m));
+  EXPECT_EQ(BindingError(id, 401, "Unauthorized")[27], 1);  // number 01 of class 4
+}
+
 TEST(StunTest, AnyChangedOctetFailsIntegrityOrFingerprint) {
   const std::vector<uint8_t> req = Hex(kSampleRequest);
   const size_t integrity_at = *Parse(req)->integrity_at;

@@ -19,11 +19,15 @@ Debian's python3 (python3-aioice: a full ICE agent, RFC 8445, independent of Kar
 
   ice_peer.py checks --bind ADDR --remote ADDR:PORT --ufrag U --remote-ufrag RU
                      --remote-pwd RP
-      Sends Binding requests by hand: one keyed with a wrong password, one with
-      FINGERPRINT broken, then a correct one; prints one JSON line with what came back:
-        {"wrong_password": null | "response", "bad_fingerprint": ..., "good": {
-          "class": "success", "xor_mapped": [addr, port], "integrity": true,
-          "fingerprint": true}, "local": [addr, port]}
+      Sends Binding requests made by hand: keyed with a wrong password, without
+      MESSAGE-INTEGRITY, with an unknown comprehension-required attribute (0x0030), with
+      FINGERPRINT broken, then a correct one; prints one JSON line with what came back
+      for each (null: nothing within 1 s):
+        {"wrong_password": {"class": "error", "code": 401, "fingerprint": true}, ...,
+         "no_integrity": ..., "unknown_attribute": ..., "bad_fingerprint": ...,
+         "good": {"class": "success", "xor_mapped": [addr, port], "integrity": true,
+                  "fingerprint": true, "transaction_matches": true},
+         "local": [addr, port]}
 """
 import argparse
 import asyncio
@@ -93,17 +97,48 @@ async def agent(args):
     return 0
 
 
-def binding_request(username, password, break_fingerprint=False):
-    msg = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST,
-                       transaction_id=secrets.token_bytes(12))
-    msg.attributes["USERNAME"] = username
-    msg.attributes["PRIORITY"] = 1853824767
-    msg.attributes["ICE-CONTROLLING"] = secrets.randbits(64)
-    msg.add_message_integrity(password.encode())  # and FINGERPRINT after it
-    data = bytearray(bytes(msg))
+def binding_request(username, password, break_fingerprint=False, integrity=True, extra=b""):
+    """A Binding request byte by byte (RFC 5389 §6, §15; RFC 8445 §7.1): USERNAME,
+    PRIORITY, ICE-CONTROLLING, `extra` (raw attributes), MESSAGE-INTEGRITY, FINGERPRINT.
+    Returns (transaction id, bytes)."""
+    def attr(t, v):
+        return struct.pack("!HH", t, len(v)) + v + b"\x00" * (-len(v) % 4)
+
+    tid = secrets.token_bytes(12)
+    body = (attr(0x0006, username.encode()) + attr(0x0024, struct.pack("!I", 1853824767)) +
+            attr(0x802A, secrets.token_bytes(8)) + extra)
+    data = struct.pack("!HHI", 0x0001, len(body), 0x2112A442) + tid + body
+    if integrity:
+        data += attr(0x0008, stun.message_integrity(data, password.encode()))
+    data += attr(0x8028, struct.pack("!I", stun.message_fingerprint(data)))
+    data = bytearray(stun.set_body_length(data, len(data) - 20))
     if break_fingerprint:
         data[-1] ^= 0xFF
-    return msg, bytes(data)
+    return tid, bytes(data)
+
+
+def describe(reply, tid, key=None):
+    """What a reply is, checked with aioice's parser (which verifies FINGERPRINT)."""
+    if reply is None:
+        return None
+    r = stun.parse_message(reply)
+    out = {"fingerprint": "FINGERPRINT" in r.attributes,
+           "transaction_matches": r.transaction_id == tid}
+    if r.message_class == stun.Class.ERROR:
+        out["class"] = "error"
+        out["code"] = r.attributes.get("ERROR-CODE", (None, ""))[0]
+        out["integrity"] = "MESSAGE-INTEGRITY" in r.attributes
+    elif r.message_class == stun.Class.RESPONSE:
+        out["class"] = "success"
+        out["xor_mapped"] = list(r.attributes.get("XOR-MAPPED-ADDRESS", ()))
+        try:
+            stun.parse_message(reply, integrity_key=key.encode())
+            out["integrity"] = "MESSAGE-INTEGRITY" in r.attributes
+        except ValueError:
+            out["integrity"] = False
+    else:
+        out["class"] = str(r.message_class)
+    return out
 
 
 def checks(args):
@@ -123,34 +158,21 @@ def checks(args):
         except socket.timeout:
             return None
 
-    _, wrong = binding_request(username, "not-the-password-at-all")
-    out["wrong_password"] = None if ask(wrong, 1.0) is None else "response"
-    _, broken = binding_request(username, args.remote_pwd, break_fingerprint=True)
-    out["bad_fingerprint"] = None if ask(broken, 1.0) is None else "response"
-    good = None
+    for name, kw in (("wrong_password", {"password": "not-the-password-at-all"}),
+                     ("no_integrity", {"integrity": False}),
+                     ("unknown_attribute", {"extra": struct.pack("!HHI", 0x0030, 4, 7)}),
+                     ("bad_fingerprint", {"break_fingerprint": True})):
+        kw.setdefault("password", args.remote_pwd)
+        password = kw.pop("password")
+        tid, data = binding_request(username, password, **kw)
+        out[name] = describe(ask(data, 1.0), tid)
+    out["good"] = None
     for _ in range(5):  # UDP: retransmit like a STUN client (RFC 5389 §7.2.1)
-        req, data = binding_request(username, args.remote_pwd)
+        tid, data = binding_request(username, args.remote_pwd)
         reply = ask(data, 0.5)
         if reply is not None:
-            good = (req, reply)
+            out["good"] = describe(reply, tid, args.remote_pwd)
             break
-    if good is None:
-        out["good"] = None
-    else:
-        req, reply = good
-        r = stun.parse_message(reply)
-        integrity = True
-        try:
-            stun.parse_message(reply, integrity_key=args.remote_pwd.encode())
-        except ValueError:
-            integrity = False
-        out["good"] = {
-            "class": "success" if r.message_class == stun.Class.RESPONSE else str(r.message_class),
-            "transaction_matches": r.transaction_id == req.transaction_id,
-            "xor_mapped": list(r.attributes.get("XOR-MAPPED-ADDRESS", ())),
-            "integrity": integrity,
-            "fingerprint": "FINGERPRINT" in r.attributes,
-        }
     print(json.dumps(out), flush=True)
     return 0
 

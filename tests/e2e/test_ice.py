@@ -169,8 +169,15 @@ class IceTest(NgClientMixin, SrtpTopology):
                 self.assertEqual(ice["candidates"][0][4:6], [karl_b, str(off["port"])])
                 self.answer(call_id, sdp_text(b_addr, 40900, ice_attrs(b_addr, 40900)))
                 got = self.checks(b_addr, karl_b, off["port"], ice)
-                self.assertIsNone(got["wrong_password"], got)
-                self.assertIsNone(got["bad_fingerprint"], got)
+                # RFC 5389 §10.1.2 / §7.3.1: refused with the error that says why, with a
+                # FINGERPRINT and without MESSAGE-INTEGRITY (nothing to key it with).
+                for case, code in (("wrong_password", 401), ("no_integrity", 400),
+                                   ("unknown_attribute", 420)):
+                    self.assertEqual(got[case], {"class": "error", "code": code,
+                                                 "fingerprint": True, "integrity": False,
+                                                 "transaction_matches": True},
+                                     "%s: %s" % (case, got))
+                self.assertIsNone(got["bad_fingerprint"], "not STUN: dropped %s" % got)
                 good = got["good"]
                 self.assertIsNotNone(good, "no answer to a valid check: %s\n%s"
                                      % (got, self.karl.output()[-3000:]))
@@ -179,7 +186,7 @@ class IceTest(NgClientMixin, SrtpTopology):
                 self.assertEqual(good["xor_mapped"], got["local"], good)
                 self.assertTrue(good["integrity"] and good["fingerprint"], good)
                 self.assertGreaterEqual(
-                    self.counter("karl_ice_checks_rejected_total") - rejected0, 2)
+                    self.counter("karl_ice_checks_rejected_total") - rejected0, 4)
                 # A check without USE-CANDIDATE moves nothing.
                 self.assertEqual(self.session(call_id)["legs"][1]["peer"],
                                  {"address": b_addr, "port": 40900})
