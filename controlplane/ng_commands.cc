@@ -210,6 +210,17 @@ struct NgCommands::Options {
     return absl::OkStatus();
   }
 
+  // rtpengine's ICE values; anything else keeps the default, with a warning.
+  void Ice(std::string_view raw) {
+    ice = Norm(raw);
+    if (ice != "remove" && ice != "force" && ice != "force-relay" && ice != "default" &&
+        ice != "optional") {
+      Warn(Cat("ICE '", raw,
+               "' not understood (remove, force, force-relay, default, optional): default used"));
+      ice.clear();
+    }
+  }
+
   // One entry of "flags" (Kamailio sends most of its rtpengine_offer() options here).
   absl::Status Flag(std::string_view raw) {
     const size_t eq = raw.find('=');
@@ -221,7 +232,7 @@ struct NgCommands::Options {
       } else if (name == "transport-protocol") {
         if (!Proto(value)) return BadProto(value);
       } else if (name == "ice") {
-        ice = Norm(value);
+        Ice(value);
       } else if (name == "address-family") {
         return Family(value);
       } else if (name == "media-address") {
@@ -249,7 +260,7 @@ struct NgCommands::Options {
     } else if (std::string_view(name).starts_with("rtcp-mux-")) {
       RtcpMux(raw.substr(9));
     } else if (std::string_view(name).starts_with("ice-")) {
-      ice = name.substr(4);
+      Ice(raw.substr(4));
     } else if (name == "sip-source-address" || name == "sip-source") {
       sip_source = true;
     } else if (name == "trust-address") {
@@ -366,7 +377,7 @@ struct NgCommands::Options {
       } else if (key == "ice") {
         absl::StatusOr<std::string_view> v = req.GetString(raw_key);
         if (!v.ok()) return v.status();
-        ice = Norm(*v);
+        Ice(*v);
       } else if (key == "rtcp-mux") {
         absl::StatusOr<std::vector<std::string>> v = strings();
         if (!v.ok()) return v.status();

@@ -220,6 +220,11 @@ class IceTest(NgClientMixin, SrtpTopology):
         new_a = ice_of(r["sdp"])
         self.assertNotEqual(new_a["ufrag"], to_a["ufrag"])
         self.assertNotEqual(new_a["pwd"], to_a["pwd"])
+        # A value rtpengine does not know is reported and the default applies.
+        r = self.offer("ice-default", sdp_text(A4, 41000, restart, version=3, rtcp_mux=True),
+                       ICE="sometimes")
+        self.assertIn("ICE 'sometimes' not understood", r.get("warning", ""), r)
+        self.assertEqual(ice_of(r["sdp"])["ufrag"], to_b["ufrag"])
         # ICE=remove toward the callee turns Karl's ICE off on that leg: a check that
         # would have been answered is not.
         r = self.offer("ice-default", sdp_text(A4, 41000, restart, version=4, rtcp_mux=True),
