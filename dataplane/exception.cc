@@ -47,6 +47,25 @@ bool AnswerArp(rte_mbuf* m, const PortRuntime& port, uint16_t l3) {
   return true;
 }
 
+// An answer goes back the way the request came: addresses swapped, a fresh TTL (and,
+// for IPv4, the header checksum over the final header: set total_length first).
+void TurnAround(rte_ipv4_hdr* ip) {
+  const rte_be32_t src = ip->src_addr;
+  ip->src_addr = ip->dst_addr;
+  ip->dst_addr = src;
+  ip->time_to_live = 64;
+  ip->hdr_checksum = 0;
+  ip->hdr_checksum = rte_ipv4_cksum(ip);
+}
+
+void TurnAround(rte_ipv6_hdr* ip) {
+  uint8_t tmp[16];
+  std::memcpy(tmp, ip->src_addr, 16);
+  std::memcpy(ip->src_addr, ip->dst_addr, 16);
+  std::memcpy(ip->dst_addr, tmp, 16);
+  ip->hop_limits = 64;
+}
+
 // RFC 792: echo request to one of our addresses -> echo reply.
 bool AnswerIcmp4(rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p) {
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, p.l3_offset);
@@ -55,12 +74,7 @@ bool AnswerIcmp4(rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p) {
   if (icmp_len < sizeof(rte_icmp_hdr)) return false;
   auto* icmp = rte_pktmbuf_mtod_offset(m, rte_icmp_hdr*, p.l4_offset);
   if (icmp->icmp_type != RTE_IP_ICMP_ECHO_REQUEST || icmp->icmp_code != 0) return false;
-  const rte_be32_t src = ip->src_addr;
-  ip->src_addr = ip->dst_addr;
-  ip->dst_addr = src;
-  ip->time_to_live = 64;
-  ip->hdr_checksum = 0;
-  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  TurnAround(ip);
   icmp->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
   icmp->icmp_cksum = 0;
   icmp->icmp_cksum = static_cast<uint16_t>(~rte_raw_cksum(icmp, icmp_len));
@@ -85,11 +99,7 @@ bool AnswerIcmp6(rte_mbuf* m, const PortRuntime& port, const ParsedPacket& p) {
   auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
 
   if (icmp[0] == kIcmp6EchoRequest && icmp[1] == 0 && port.ctx.IsOurV6(ip->dst_addr)) {
-    uint8_t tmp[16];
-    std::memcpy(tmp, ip->src_addr, 16);
-    std::memcpy(ip->src_addr, ip->dst_addr, 16);
-    std::memcpy(ip->dst_addr, tmp, 16);
-    ip->hop_limits = 64;
+    TurnAround(ip);
     icmp[0] = kIcmp6EchoReply;
     icmp[2] = icmp[3] = 0;
     const uint16_t ck = Icmp6Checksum(ip, icmp);
@@ -227,22 +237,13 @@ bool Dataplane::AnswerStun(rte_mbuf* m, const PortRuntime& port, const ParsedPac
   m->pkt_len = frame_len;
   m->ol_flags = 0;
   if (p.ip_version == 4) {
-    const rte_be32_t src = ip4->src_addr;
-    ip4->src_addr = ip4->dst_addr;
-    ip4->dst_addr = src;
     ip4->total_length =
         rte_cpu_to_be_16(static_cast<uint16_t>(p.l4_offset - p.l3_offset + udp_len));
-    ip4->time_to_live = 64;
-    ip4->hdr_checksum = 0;
-    ip4->hdr_checksum = rte_ipv4_cksum(ip4);
+    TurnAround(ip4);
     udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip4, udp);
   } else {
-    uint8_t tmp[16];
-    std::memcpy(tmp, ip6->src_addr, 16);
-    std::memcpy(ip6->src_addr, ip6->dst_addr, 16);
-    std::memcpy(ip6->dst_addr, tmp, 16);
     ip6->payload_len = rte_cpu_to_be_16(static_cast<uint16_t>(udp_len));
-    ip6->hop_limits = 64;
+    TurnAround(ip6);
     udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip6, udp);
   }
   SwapEther(rte_pktmbuf_mtod(m, rte_ether_hdr*), port.mac);
