@@ -584,8 +584,8 @@ void NgCommands::WriteKarlSide(const Options& opt, const LegInfo& leg, uint16_t 
     m.AddAttribute("ice-ufrag", ice->ufrag);
     m.AddAttribute("ice-pwd", ice->pwd);
     const std::string addr = conn.address;
-    const std::vector<uint8_t> addr_bytes(addr.begin(), addr.end());
-    const std::string foundation = absl::StrCat(absl::Hex(stun::Crc32(addr_bytes)));
+    const std::string foundation = absl::StrCat(
+        absl::Hex(stun::Crc32({reinterpret_cast<const uint8_t*>(addr.data()), addr.size()})));
     auto candidate = [&](int component, uint16_t port) {
       const uint32_t priority =
           (126u << 24) | (65535u << 8) | static_cast<uint32_t>(256 - component);

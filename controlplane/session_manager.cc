@@ -742,7 +742,8 @@ std::optional<std::vector<uint8_t>> SessionManager::AnswerStun(const dp::StunReq
   // comprehension-required attribute 420. Only a Binding request that passes all of
   // them gets a success response.
   std::string why;
-  int code = 0;
+  int code = 0;  // with the reason phrase of the error response (RFC 5389 §15.6)
+  std::string_view reason;
   absl::StatusOr<stun::Message> msg = stun::Parse(req.message);
   if (!msg.ok()) {
     why = std::string(msg.status().message());
@@ -753,16 +754,20 @@ std::optional<std::vector<uint8_t>> SessionManager::AnswerStun(const dp::StunReq
   } else if (!msg->username || !msg->integrity_at) {
     why = "no USERNAME or no MESSAGE-INTEGRITY";
     code = 400;
+    reason = "Bad Request";
   } else if (!msg->username->starts_with(ice.ufrag + ":")) {
     why = absl::StrCat("USERNAME '", *msg->username, "' is not for ufrag ", ice.ufrag);
     code = 401;
+    reason = "Unauthorized";
   } else if (!stun::CheckIntegrity(req.message, *msg, ice.pwd)) {
     why = "MESSAGE-INTEGRITY does not verify with the leg's ice-pwd";
     code = 401;
+    reason = "Unauthorized";
   } else if (!msg->unknown_required.empty()) {
     why = absl::StrCat("unknown comprehension-required attribute 0x",
                        absl::Hex(msg->unknown_required.front(), absl::kZeroPad4));
     code = 420;
+    reason = "Unknown Attribute";
   }
   if (!why.empty()) {
     ++stun_rejected_;
@@ -774,11 +779,7 @@ std::optional<std::vector<uint8_t>> SessionManager::AnswerStun(const dp::StunReq
                    code ? absl::StrCat(" (", code, ")") : std::string(" (dropped)"), why);
     }
     if (code == 0) return std::nullopt;
-    static constexpr const char* kReasons[] = {"Bad Request", "Unauthorized", "Unknown Attribute"};
-    return stun::BindingError(msg->transaction_id, code,
-                              kReasons[code == 400   ? 0
-                                       : code == 401 ? 1
-                                                     : 2],
+    return stun::BindingError(msg->transaction_id, code, reason,
                               code == 420 ? std::span<const uint16_t>(msg->unknown_required)
                                           : std::span<const uint16_t>(),
                               "Karl");
