@@ -415,6 +415,7 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
   uint16_t nb_free = 0;
   uint16_t nb_control = 0;
   uint16_t nb_media = 0;
+  uint32_t ids[kMaxBurst];
   // The mbuf headers first (reading data_off needs them), then the frames ahead.
   for (uint16_t i = 0; i < n; ++i) rte_prefetch0(pkts[i]);
   for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) PrefetchFrame(pkts[i]);
@@ -425,9 +426,21 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
     tally->bytes += m->pkt_len;
     ParsedPacket& parsed = media_parsed[nb_media];
     switch (ClassifyPacket(m, port, &parsed)) {
-      case Verdict::kUdp:
+      case Verdict::kUdp: {
+        // The flow lookup (one load from the small direct table) right away, and the
+        // stream's state and config pointer requested while the next frames are parsed.
+        const uint32_t id = LookupStream(w, parsed);
+        ids[nb_media] = id;
+        if (id != kNoStream) {
+          rte_prefetch0(&w->streams->configs[id]);
+          const auto* st = reinterpret_cast<const char*>(&w->streams->states[id]);
+          rte_prefetch0(st);
+          rte_prefetch0(st + kCacheLine);
+          rte_prefetch0(st + 2 * kCacheLine);
+        }
         media[nb_media++] = m;
         break;
+      }
       case Verdict::kException:
         to_control[nb_control++] = m;
         break;
@@ -437,21 +450,9 @@ inline void ProcessBurst(WorkerState* w, const PortContext& port, rte_mbuf** pkt
         break;
     }
   }
-  // Pass 2: the flow lookup (one load from the small direct table per packet), then
-  // prefetch each stream: streams are cold (each gets one packet per 20 ms), so in two
-  // steps, the config pointers and the state first, then the configs they point to.
+  // Pass 2: streams are cold (each gets one packet per 20 ms): pass 1 requested their
+  // state and config pointers, now the configs they point to.
   tally->udp += nb_media;
-  uint32_t ids[kMaxBurst];
-  for (uint16_t i = 0; i < nb_media; ++i) {
-    ids[i] = LookupStream(w, media_parsed[i]);
-    if (ids[i] != kNoStream) {
-      rte_prefetch0(&w->streams->configs[ids[i]]);
-      const auto* st = reinterpret_cast<const char*>(&w->streams->states[ids[i]]);
-      rte_prefetch0(st);
-      rte_prefetch0(st + kCacheLine);
-      rte_prefetch0(st + 2 * kCacheLine);
-    }
-  }
   for (uint16_t i = 0; i < nb_media; ++i) {
     if (ids[i] == kNoStream) continue;
     const auto* cfg =
