@@ -257,6 +257,14 @@ inline DropReason EmitMedia(WorkerState* w, MediaPacket& mp, bool payload_change
   return DropReason::kCount;
 }
 
+// Requests a device session ([0] srtp_in's, [1] srtp_out's) into L2: they are large.
+inline void PrefetchSession(const StreamConfig* cfg, int d) noexcept {
+  const auto* session = static_cast<const char*>(cfg->srtp_session[d]);
+  for (uint32_t off = 0; off < cfg->srtp_session_bytes[d]; off += kCacheLine) {
+    rte_prefetch1(session + off);
+  }
+}
+
 inline bool NeedsSrtp(const StreamConfig* cfg) noexcept {
   return cfg->srtp_in != nullptr || cfg->srtp_out != nullptr;
 }
@@ -278,12 +286,9 @@ inline DropReason ProcessMedia(WorkerState* w, rte_mbuf* m, const ParsedPacket& 
   if (NeedsSrtp(mp.cfg)) {
     // Its crypto state is as cold as the stream: start fetching it now, a burst before
     // RunSrtp needs it (the device sessions into L2: they are large).
-    for (int d = 0; d < 2; ++d) {
-      const auto* session = static_cast<const char*>(mp.cfg->srtp_session[d]);
-      for (uint32_t off = 0; off < mp.cfg->srtp_session_bytes[d]; off += kCacheLine) {
-        rte_prefetch1(session + off);
-      }
-    }
+    // Only the first transform's: a re-key's second session comes after the first
+    // transform ran (RunSrtp), so the two never compete for the same fill buffers.
+    PrefetchSession(mp.cfg, mp.cfg->srtp_in ? 0 : 1);
     if (mp.cfg->srtp_in) {
       mp.cfg->srtp_in->PrefetchContext(mp.rtcp ? SrtpOp::kUnprotectRtcp : SrtpOp::kUnprotect);
     }
@@ -361,6 +366,12 @@ inline void RunSrtp(WorkerState* w, MediaPacket* q, uint16_t n, BurstTally* tall
   uint16_t job_of[kMaxBurst];
   for (int pass = 0; pass < 2; ++pass) {
     const bool protect = pass == 1;
+    if (protect) {
+      for (uint16_t i = 0; i < n; ++i) {
+        if (q[i].m != nullptr && q[i].cfg->srtp_in && q[i].cfg->srtp_out)
+          PrefetchSession(q[i].cfg, 1);
+      }
+    }
     uint16_t nj = 0;
     for (uint16_t i = 0; i < n; ++i) {
       MediaPacket& mp = q[i];
