@@ -53,6 +53,8 @@ def karl_bench(build):
         for op in OPS:
             positive(out, r"^karl %s %s" % (op, suite) + RATE, "karl %s %s" % (op, suite),
                      errors)
+        positive(out, r"^karl re-key / protect %s: ([0-9.]+)" % suite,
+                 "re-key / protect %s" % suite, errors)
     positive(out, r"^karl forward, ICE streams" + RATE, "karl forward, ICE streams", errors)
     for what, pattern in (("ICE checks answered", r"^ICE checks answered .*: ([0-9.]+) checks/s"),
                           ("ICE codec reference", r"the STUN codec alone \(([0-9.]+)/s\)"),
