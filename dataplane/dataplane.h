@@ -142,6 +142,11 @@ struct alignas(kCacheLine) WorkerState {
   double ns_per_tsc = 0;
   uint64_t tsc_hz = 0;
   SrtpEngine* srtp = nullptr;  // this worker's SRTP engine (owned by the Dataplane)
+  // Where the last burst's frames started relative to their mbuf (buffer after the mbuf
+  // and its private area, plus the headroom: the same for every packet a PMD receives).
+  // Frames are prefetched there without waiting for their mbuf header; a wrong guess only
+  // wastes a prefetch. 0: not known yet.
+  intptr_t frame_offset_guess = 0;
   EgressPort egress_ports[kMaxPorts];
   PortContext ports[kMaxPorts];
   rte_eth_dev_tx_buffer* tx_buffers[kMaxPorts] = {};
