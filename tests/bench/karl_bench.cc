@@ -23,7 +23,9 @@
 //                      SRTP out), unprotect (SRTP in, RTP out) and re-key (SRTP in, SRTP
 //                      out with other keys) for AES_CM_128_HMAC_SHA1_80 and
 //                      AEAD_AES_128_GCM, each stream with its own keys, on the engine of
-//                      --srtp-engine ipsec_mb|openssl|libsrtp (default ipsec_mb)
+//                      --srtp-engine ipsec_mb|openssl|libsrtp (default ipsec_mb); the
+//                      three alternate in blocks of 5 rounds, and re-key / protect is
+//                      the median of the per-block ratios
 //   karl forward, ICE  the S streams of "karl forward" with ICE on (every packet is
 //                      checked for STUN first, D25); beside "karl forward"
 //   ICE checks         ICE connectivity checks (STUN Binding requests with USERNAME,
