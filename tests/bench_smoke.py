@@ -45,8 +45,10 @@ def karl_bench(build):
                          "--packets", "1024", "--sessions", "100"], 300)
     errors = [] if rc == 0 else ["exit code %d" % rc]
     positive(out, r"^reference io-fwd \(ring->null\)" + RATE, "io-fwd reference", errors)
+    positive(out, r"^reference touch-fwd \(4 lines\)" + RATE, "touch-fwd reference", errors)
     positive(out, r"^karl drop \(no session\)" + RATE, "karl drop", errors)
     positive(out, r"^karl forward" + RATE, "karl forward", errors)
+    positive(out, r"^\s+([0-9.]+)x touch-fwd", "karl forward / touch-fwd", errors)
     for suite in SUITES:
         positive(out, r"^engine alone .* protect %s ([0-9.]+) Mpps" % suite,
                  "engine alone %s" % suite, errors)

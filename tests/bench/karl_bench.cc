@@ -16,6 +16,9 @@
 // the worker has taken the last one; the median over the rounds is printed.
 //   reference rxonly   rx_burst + free on the ring port (testpmd "rxonly")
 //   reference io-fwd   rx_burst on ring, tx_burst on null (testpmd "io" forwarding)
+//   reference touch-fwd  io-fwd that also reads the frame lines a relay must read (all
+//                      of them while the UDP checksum is verified, else the first) and
+//                      swaps the MACs: a relay's memory floor, no parsing, no sessions
 //   karl drop          Karl's worker, valid RTP to a port with no session
 //   karl forward       Karl's worker, S sessions (one stream each way is exercised:
 //                      frames cycle over S ingress streams), relay to null
@@ -47,6 +50,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
 #include <rte_ring.h>
 #include <unistd.h>
 
@@ -100,6 +104,55 @@ int ReferenceMain(void* p) {
     total += n;
     a->received->store(total, std::memory_order_relaxed);
   }
+  return 0;
+}
+
+// A relay's memory floor: io-forwarding that also reads the frame lines a relay must read
+// and writes its headers, with nothing else (no parsing, no sessions): reads one word of
+// each of the first `lines` 64-octet lines of the frame, swaps the MAC addresses (testpmd
+// "macswap") and transmits. Prefetches like Karl's worker: frames 8
+// packets ahead at the offset the first frame had from its mbuf.
+struct TouchArgs {
+  RefArgs ref;
+  unsigned lines;  // 64-octet lines of each frame to read: all, or 1 (the headers)
+  std::atomic<uint64_t>* sink;
+};
+
+int TouchFwdMain(void* p) {
+  auto* a = static_cast<TouchArgs*>(p);
+  constexpr unsigned kAhead = 8;
+  rte_mbuf* pkts[32];
+  uint64_t total = 0, sum = 0;
+  intptr_t offset = 0;
+  while (!a->ref.stop->load(std::memory_order_relaxed)) {
+    const uint16_t n = rte_eth_rx_burst(a->ref.rx_port, 0, pkts, 32);
+    if (n == 0) continue;
+    if (offset == 0) offset = rte_pktmbuf_mtod(pkts[0], char*) - reinterpret_cast<char*>(pkts[0]);
+    auto prefetch = [&](rte_mbuf* m) {
+      rte_prefetch0(m);
+      const char* f = reinterpret_cast<const char*>(m) + offset;
+      for (unsigned l = 0; l < a->lines; ++l) rte_prefetch0(f + 64 * l);
+    };
+    for (unsigned i = 0; i < std::min<unsigned>(kAhead, n); ++i) prefetch(pkts[i]);
+    for (unsigned i = 0; i < n; ++i) {
+      if (i + kAhead < n) prefetch(pkts[i + kAhead]);
+      auto* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
+      for (unsigned off = 0; off < 64 * a->lines; off += 64) {
+        uint64_t w;
+        std::memcpy(&w, f + off, sizeof(w));
+        sum += w;
+      }
+      uint8_t mac[6];
+      std::memcpy(mac, f, 6);
+      std::memmove(f, f + 6, 6);
+      std::memcpy(f + 6, mac, 6);
+    }
+    const uint16_t sent = rte_eth_tx_burst(a->ref.tx_port, 0, pkts, n);
+    if (sent < n) rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+    total += n;
+    a->ref.received->store(total, std::memory_order_relaxed);
+  }
+  a->sink->store(sum, std::memory_order_relaxed);
   return 0;
 }
 
@@ -422,19 +475,31 @@ int main(int argc, char** argv) {
   // per-block ratios.
   const auto& counters = dp.worker(0).counters;
   auto rx_count = [&] { return counters.rx_packets.Read(); };
-  std::vector<double> rxonly, iofwd, drop, fwd, drop_ratio, fwd_ratio, drop_busy_ns, fwd_busy_ns;
+  std::vector<double> rxonly, iofwd, touch, drop, fwd, drop_ratio, fwd_ratio, touch_ratio,
+      drop_busy_ns, fwd_busy_ns;
+  std::atomic<uint64_t> touch_sink{0};
+  // The frame lines a relay reads: every one of a frame while the UDP checksum is
+  // verified, else the first (Ethernet, IPv4, UDP and RTP headers: 54 octets).
+  const unsigned touch_lines =
+      verify_udp_checksum ? static_cast<unsigned>((frames[0].size() + 63) / 64) : 1u;
   unsigned next = 0;
   const unsigned blocks = std::max(1u, rounds / 5);
   uint64_t tx_expected = 0;
   const uint64_t tx_start = counters.tx_packets.Read();
   for (unsigned b = 0; b < blocks; ++b) {
-    double block_ref[2] = {0, 0};
-    for (int kind = 0; kind < 2; ++kind) {
+    double block_ref[3] = {0, 0, 0};  // rxonly, io-fwd, frame-touch fwd
+    for (int kind = 0; kind < 3; ++kind) {
       for (uint16_t p : {ring_port, null_port}) rte_eth_dev_start(p);
       std::atomic<bool> stop{false};
       std::atomic<uint64_t> received{0};
-      RefArgs args{ring_port, kind == 0 ? uint16_t{UINT16_MAX} : null_port, &stop, &received};
-      rte_eal_remote_launch(ReferenceMain, &args, worker_lcore);
+      TouchArgs args{{ring_port, kind == 0 ? uint16_t{UINT16_MAX} : null_port, &stop, &received},
+                     touch_lines,
+                     &touch_sink};
+      if (kind == 2) {
+        rte_eal_remote_launch(TouchFwdMain, &args, worker_lcore);
+      } else {
+        rte_eal_remote_launch(ReferenceMain, &args.ref, worker_lcore);
+      }
       std::vector<double> r;
       for (unsigned i = 0; i < 5; ++i) {
         r.push_back(Round(pool, rx, frames, packets, &next, received.load() + packets,
@@ -443,7 +508,8 @@ int main(int argc, char** argv) {
       stop.store(true);
       rte_eal_wait_lcore(worker_lcore);
       for (uint16_t p : {ring_port, null_port}) rte_eth_dev_stop(p);
-      (kind == 0 ? rxonly : iofwd).insert((kind == 0 ? rxonly : iofwd).end(), r.begin(), r.end());
+      std::vector<double>& all = kind == 0 ? rxonly : kind == 1 ? iofwd : touch;
+      all.insert(all.end(), r.begin(), r.end());
       block_ref[kind] = Median(r);
     }
     if (auto st = dp.Start(); !st.ok()) {
@@ -472,6 +538,7 @@ int main(int argc, char** argv) {
     fwd.insert(fwd.end(), f.begin(), f.end());
     drop_ratio.push_back(Median(d) / block_ref[0]);
     fwd_ratio.push_back(Median(f) / block_ref[1]);
+    touch_ratio.push_back(Median(f) / block_ref[2]);
   }
   const uint64_t forwarded = counters.tx_packets.Read() - tx_start;
   if (forwarded != tx_expected) {
@@ -755,12 +822,16 @@ int main(int argc, char** argv) {
       blocks, packets, frames[0].size(), rtp_size, sessions, verify_udp_checksum ? "on" : "off");
   Print("reference rxonly (ring)", Median(rxonly), 0, "");
   Print("reference io-fwd (ring->null)", Median(iofwd), 0, "");
+  const std::string touch_name = "reference touch-fwd (" + std::to_string(touch_lines) +
+                                 (touch_lines == 1 ? " line)" : " lines)");
+  Print(touch_name.c_str(), Median(touch), 0, "");
   Print("karl drop (no session)", Median(drop), 0, "");
   std::printf("%-28s %.2fx rxonly (median of per-block ratios); worker busy %.1f ns/packet\n", "",
               Median(drop_ratio), Median(drop_busy_ns));
   Print("karl forward", Median(fwd), 0, "");
   std::printf("%-28s %.2fx io-fwd (median of per-block ratios); worker busy %.1f ns/packet\n", "",
               Median(fwd_ratio), Median(fwd_busy_ns));
+  std::printf("%-28s %.2fx touch-fwd (median of per-block ratios)\n", "", Median(touch_ratio));
   std::printf(
       "compute with the frame in L1: parse+validate %.1f ns, RTP parse+stats %.1f ns, "
       "rewrite %.1f ns\n",
