@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -51,8 +52,12 @@ struct Egress {
   uint8_t dst_mac[6] = {};
 };
 
-// Immutable per stream once published (see above).
-struct StreamConfig {
+// Immutable per stream once published (see above). Laid out for the worker: the first
+// cache line holds everything a plain packet on a latching stream reads (flags and its
+// egress); the second the SRTP fields; the third what only some streams need (a fixed
+// peer's address, RFC 5761 demuxed RTCP).
+struct alignas(kCacheLine) StreamConfig {
+  // ---- Line 0 ----
   uint32_t id = kNoStream;
   uint32_t generation = 0;  // bumped on every re-publish; the worker resets latching on change
   // Source validation (RFC 3550 has no notion of this; it is the anchoring policy).
@@ -64,19 +69,21 @@ struct StreamConfig {
   // the magic cookie) goes to the control plane, which answers Binding requests.
   // Without it STUN is dropped as rtp_bad_version like any other non-RTP datagram.
   bool ice = false;
+  // Filled by Dataplane::PublishStream: srtp_in or srtp_out is set (so a plain packet
+  // need not read the SRTP line).
+  bool srtp = false;
   uint8_t expected_family = 0;  // given peer (0 = none): packets are checked against it
   uint16_t expected_port_be = 0;
-  uint8_t expected_addr[16] = {};
-  Egress egress;                     // RTP (or RTCP for an RTCP stream)
-  Egress rtcp_egress;                // with rtcp_mux: where demuxed RTCP goes
-  uint32_t rtcp_stream = kNoStream;  // with rtcp_mux: stream whose state counts demuxed RTCP
+  Egress egress;  // RTP (or RTCP for an RTCP stream)
+
+  // ---- Line 1 ----
   // SRTP (RFC 3711): srtp_in unprotects what arrives (the ingress peer's keys), srtp_out
   // protects what leaves (Karl's keys toward the egress peer); null = plain. Both set =
   // re-key. A context's mutable state (ROC, replay window, SRTCP index) is touched only
   // by the stream's owning worker: the RTP half by the RTP stream, the SRTCP half by the
   // RTCP stream (or the rtcp-mux RTP stream). The control plane shares a context between
   // successive configs of a stream while its keys stay, so a re-publish keeps the ROC.
-  std::shared_ptr<SrtpContext> srtp_in;
+  alignas(kCacheLine) std::shared_ptr<SrtpContext> srtp_in;
   std::shared_ptr<SrtpContext> srtp_out;
   // Filled by Dataplane::PublishStream: the cryptodev sessions (ipsec_mb engine) those
   // contexts run this stream's packets on ([0] srtp_in, [1] srtp_out; RTP's, or SRTCP's
@@ -84,7 +91,15 @@ struct StreamConfig {
   // them from the config line, without waiting for the context's lines. Null: none.
   const void* srtp_session[2] = {};
   uint32_t srtp_session_bytes[2] = {};
+
+  // ---- Line 2 ----
+  alignas(kCacheLine) uint8_t expected_addr[16] = {};
+  uint32_t rtcp_stream = kNoStream;  // with rtcp_mux: stream whose state counts demuxed RTCP
+  Egress rtcp_egress;                // with rtcp_mux: where demuxed RTCP goes
 };
+static_assert(offsetof(StreamConfig, egress) + sizeof(Egress) <= kCacheLine,
+              "a plain packet's config fields fit one cache line");
+static_assert(offsetof(StreamConfig, srtp_session_bytes) + sizeof(uint32_t[2]) <= 2 * kCacheLine);
 
 // A worker's note to the control plane (event ring, POD).
 struct WorkerEvent {
