@@ -42,7 +42,7 @@ struct RtpConfig {
 };
 
 struct DataplaneConfig {
-  uint16_t burst_size = 32;              // packets per rx/tx burst, 1..256
+  uint16_t burst_size = 128;             // packets per rx/tx burst, 1..256
   uint32_t mbufs = 0;                    // mbufs in the pool; 0 = sized from ports/queues/workers
   uint16_t mbuf_cache = 256;             // per-lcore mempool cache, 0..512
   uint32_t tx_drain_us = 100;            // buffered TX flushed at least this often, 1..10000

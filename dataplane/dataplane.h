@@ -45,7 +45,7 @@ struct Settings {
   std::vector<PortSettings> ports;
   uint16_t rtp_port_min = 30000;
   uint16_t rtp_port_max = 39999;
-  uint16_t burst_size = 32;
+  uint16_t burst_size = 128;
   uint32_t mbufs = 0;  // 0 = sized from ports, queues and workers
   uint16_t mbuf_cache = 256;
   uint32_t tx_drain_us = 100;

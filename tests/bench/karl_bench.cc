@@ -14,6 +14,8 @@
 // ring) and "null" (net_null: transmit frees the packets). Per round the main lcore
 // puts N prepared frames on the ring's RX ring in one bulk enqueue and times until
 // the worker has taken the last one; the median over the rounds is printed.
+// The references receive in bursts of the size Karl's worker uses (dataplane.burst_size,
+// default 128; testpmd --burst), so the ratios compare like with like.
 //   reference rxonly   rx_burst + free on the ring port (testpmd "rxonly")
 //   reference io-fwd   rx_burst on ring, tx_burst on null (testpmd "io" forwarding)
 //   reference touch-fwd  io-fwd that also reads the frame lines a relay must read (all
@@ -83,6 +85,7 @@ using karl::test::Bytes;
 struct RefArgs {
   uint16_t rx_port;
   uint16_t tx_port;  // UINT16_MAX: free instead of transmit
+  uint16_t burst;    // the same as Karl's workers (dataplane.burst_size)
   std::atomic<bool>* stop;
   std::atomic<uint64_t>* received;
 };
@@ -90,10 +93,10 @@ struct RefArgs {
 // testpmd's rxonly (tx_port unset) and io (rx -> tx as is) forwarding loops.
 int ReferenceMain(void* p) {
   auto* a = static_cast<RefArgs*>(p);
-  rte_mbuf* pkts[32];
+  rte_mbuf* pkts[karl::dp::kMaxBurst];
   uint64_t total = 0;
   while (!a->stop->load(std::memory_order_relaxed)) {
-    const uint16_t n = rte_eth_rx_burst(a->rx_port, 0, pkts, 32);
+    const uint16_t n = rte_eth_rx_burst(a->rx_port, 0, pkts, a->burst);
     if (n == 0) continue;
     if (a->tx_port == UINT16_MAX) {
       rte_pktmbuf_free_bulk(pkts, n);
@@ -110,8 +113,9 @@ int ReferenceMain(void* p) {
 // A relay's memory floor: io-forwarding that also reads the frame lines a relay must read
 // and writes its headers, with nothing else (no parsing, no sessions): reads one word of
 // each of the first `lines` 64-octet lines of the frame, swaps the MAC addresses (testpmd
-// "macswap") and transmits. Prefetches like Karl's worker: frames 8
-// packets ahead at the offset the first frame had from its mbuf.
+// "macswap") and transmits. Prefetches like Karl's worker: frames 8 packets ahead at the
+// offset the first frame had from its mbuf, and each mbuf's second line (which the null
+// PMD's free reads) once its frame was read.
 struct TouchArgs {
   RefArgs ref;
   unsigned lines;  // 64-octet lines of each frame to read: all, or 1 (the headers)
@@ -121,11 +125,11 @@ struct TouchArgs {
 int TouchFwdMain(void* p) {
   auto* a = static_cast<TouchArgs*>(p);
   constexpr unsigned kAhead = 8;
-  rte_mbuf* pkts[32];
+  rte_mbuf* pkts[karl::dp::kMaxBurst];
   uint64_t total = 0, sum = 0;
   intptr_t offset = 0;
   while (!a->ref.stop->load(std::memory_order_relaxed)) {
-    const uint16_t n = rte_eth_rx_burst(a->ref.rx_port, 0, pkts, 32);
+    const uint16_t n = rte_eth_rx_burst(a->ref.rx_port, 0, pkts, a->ref.burst);
     if (n == 0) continue;
     if (offset == 0) offset = rte_pktmbuf_mtod(pkts[0], char*) - reinterpret_cast<char*>(pkts[0]);
     auto prefetch = [&](rte_mbuf* m) {
@@ -142,6 +146,7 @@ int TouchFwdMain(void* p) {
         std::memcpy(&w, f + off, sizeof(w));
         sum += w;
       }
+      rte_prefetch0(reinterpret_cast<const char*>(pkts[i]) + 64);
       uint8_t mac[6];
       std::memcpy(mac, f, 6);
       std::memmove(f, f + 6, 6);
@@ -492,9 +497,10 @@ int main(int argc, char** argv) {
       for (uint16_t p : {ring_port, null_port}) rte_eth_dev_start(p);
       std::atomic<bool> stop{false};
       std::atomic<uint64_t> received{0};
-      TouchArgs args{{ring_port, kind == 0 ? uint16_t{UINT16_MAX} : null_port, &stop, &received},
-                     touch_lines,
-                     &touch_sink};
+      TouchArgs args{
+          {ring_port, kind == 0 ? uint16_t{UINT16_MAX} : null_port, s.burst_size, &stop, &received},
+          touch_lines,
+          &touch_sink};
       if (kind == 2) {
         rte_eal_remote_launch(TouchFwdMain, &args, worker_lcore);
       } else {
@@ -818,8 +824,10 @@ int main(int argc, char** argv) {
 
   std::printf(
       "karl-bench: %u blocks x 5 rounds x %u frames of %zu bytes (%u-byte RTP), "
-      "%u sessions, 1 worker core, UDP checksum verify %s; medians\n",
-      blocks, packets, frames[0].size(), rtp_size, sessions, verify_udp_checksum ? "on" : "off");
+      "%u sessions, 1 worker core, bursts of %u (references too), UDP checksum verify %s; "
+      "medians\n",
+      blocks, packets, frames[0].size(), rtp_size, sessions, unsigned{s.burst_size},
+      verify_udp_checksum ? "on" : "off");
   Print("reference rxonly (ring)", Median(rxonly), 0, "");
   Print("reference io-fwd (ring->null)", Median(iofwd), 0, "");
   const std::string touch_name = "reference touch-fwd (" + std::to_string(touch_lines) +

@@ -208,7 +208,7 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertNotIn("hunter2secret", p.stdout)
         self.assertIn("port_min: 30000", p.stdout)
-        self.assertIn("burst_size: 32", p.stdout)  # defaults are shown
+        self.assertIn("burst_size: 128", p.stdout)  # defaults are shown
 
     def test_env_config_path_and_bad_log_level(self):
         path = self.write("ok.yaml", CONFIG)
