@@ -39,14 +39,6 @@ inline uint32_t Sum16(const void* p, size_t len) noexcept {
   return FastSum(p, static_cast<uint32_t>(len));  // already folded to 16 bits
 }
 
-// A few 32-bit words summed in 64 bits, folded to 16 (what Sum16 gives for their
-// octets, in four steps instead of a fold per call).
-inline uint32_t FoldWords(uint64_t sum) noexcept {
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  return Fold(static_cast<uint32_t>(sum));
-}
-
 // RFC 1624 incremental update: the checksum field `old` covered `old_sum` (folded
 // one's complement sum of the fields that change) and must now cover `new_sum`.
 inline uint16_t UpdateChecksum(uint16_t old, uint32_t old_sum, uint32_t new_sum) noexcept {
@@ -109,10 +101,8 @@ inline void WriteIpv4Header(rte_ipv4_hdr* ip, const Egress& e, uint8_t tos, uint
   std::memcpy(&src, e.src_addr, 4);
   std::memcpy(&dst, e.dst_addr, 4);
   if (compute_checksum) {
-    uint64_t sum = uint64_t{w0} + w1 + w2 + src + dst;
-    sum = (sum & 0xffffffff) + (sum >> 32);
-    sum = (sum & 0xffffffff) + (sum >> 32);
-    w2 |= uint32_t{static_cast<uint16_t>(~Fold(static_cast<uint32_t>(sum)))} << 16;
+    const uint16_t sum = FoldWords(uint64_t{w0} + w1 + w2 + src + dst);
+    w2 |= uint32_t{static_cast<uint16_t>(~sum)} << 16;
   }
   auto* out = reinterpret_cast<uint8_t*>(ip);
   std::memcpy(out, &w0, 4);

@@ -80,6 +80,20 @@ inline bool IsV6ExtensionHeader(uint8_t nh) {
   return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS;
 }
 
+// Folds a 32-bit one's complement sum to 16 bits.
+inline uint16_t Fold(uint32_t sum) noexcept {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+// Folds a one's complement sum of 32-bit words kept in 64 bits (no carry lost) to 16 bits.
+inline uint16_t FoldWords(uint64_t sum) noexcept {
+  sum = (sum & 0xffffffff) + (sum >> 32);
+  sum = (sum & 0xffffffff) + (sum >> 32);
+  return Fold(static_cast<uint32_t>(sum));
+}
+
 // One's complement sum (RFC 1071) of `len` bytes, folded to 16 bits, in the same
 // native byte order as rte_raw_cksum. Adds 32-bit words into a 64-bit accumulator
 // (no carry is lost for any packet size) so it runs about four times faster than
@@ -100,19 +114,7 @@ inline uint16_t FastSum(const void* data, uint32_t len) noexcept {
     len -= 2;
   }
   if (len == 1) sum += *p;  // RFC 1071: the odd byte is padded with a zero byte
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
-}
-
-// Folds a 32-bit one's complement sum to 16 bits.
-inline uint16_t Fold(uint32_t sum) noexcept {
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
+  return FoldWords(sum);
 }
 
 // RFC 768 / RFC 8200 §8.1: the sum over pseudo-header and datagram (checksum field
