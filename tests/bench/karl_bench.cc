@@ -161,6 +161,11 @@ int TouchFwdMain(void* p) {
   return 0;
 }
 
+// Nanoseconds per item of `tsc` TSC ticks spent on `items` items.
+double NsPer(uint64_t tsc, double items) {
+  return static_cast<double>(tsc) * 1e9 / static_cast<double>(rte_get_tsc_hz()) / items;
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -367,8 +372,7 @@ int main(int argc, char** argv) {
       asm volatile("" : : "r"(sink) : "memory");
     }
     uint64_t t1 = rte_rdtsc();
-    micro_parse_ns =
-        static_cast<double>(t1 - t0) * 1e9 / static_cast<double>(rte_get_tsc_hz()) / kIters;
+    micro_parse_ns = NsPer(t1 - t0, kIters);
     karl::dp::RtpStreamStats rs{};
     karl::dp::RtpHeaderInfo h{};
     const uint8_t* payload = rte_pktmbuf_mtod_offset(m, const uint8_t*, parsed.l4_offset + 8);
@@ -381,8 +385,7 @@ int main(int argc, char** argv) {
       asm volatile("" : : "r"(&rs) : "memory");
     }
     t1 = rte_rdtsc();
-    micro_stats_ns =
-        static_cast<double>(t1 - t0) * 1e9 / static_cast<double>(rte_get_tsc_hz()) / kIters;
+    micro_stats_ns = NsPer(t1 - t0, kIters);
     karl::dp::Egress e;
     e.family = 4;
     e.have_mac = true;
@@ -398,8 +401,7 @@ int main(int argc, char** argv) {
       asm volatile("" : : "r"(m) : "memory");
     }
     t1 = rte_rdtsc();
-    micro_rewrite_ns =
-        static_cast<double>(t1 - t0) * 1e9 / static_cast<double>(rte_get_tsc_hz()) / kIters;
+    micro_rewrite_ns = NsPer(t1 - t0, kIters);
     rte_pktmbuf_free(m);
   }
 
@@ -530,15 +532,13 @@ int main(int argc, char** argv) {
       d.push_back(
           Round(pool, rx, drop_frames, packets, &next_drop, rx_count() + packets, rx_count));
     }
-    drop_busy_ns.push_back(static_cast<double>(counters.busy_tsc.Read() - busy0) * 1e9 /
-                           static_cast<double>(rte_get_tsc_hz()) / (5.0 * packets));
+    drop_busy_ns.push_back(NsPer(counters.busy_tsc.Read() - busy0, 5.0 * packets));
     busy0 = counters.busy_tsc.Read();
     for (unsigned i = 0; i < 5; ++i) {
       f.push_back(Round(pool, rx, frames, packets, &next, rx_count() + packets, rx_count));
       tx_expected += packets;
     }
-    fwd_busy_ns.push_back(static_cast<double>(counters.busy_tsc.Read() - busy0) * 1e9 /
-                          static_cast<double>(rte_get_tsc_hz()) / (5.0 * packets));
+    fwd_busy_ns.push_back(NsPer(counters.busy_tsc.Read() - busy0, 5.0 * packets));
     dp.Stop();
     drop.insert(drop.end(), d.begin(), d.end());
     fwd.insert(fwd.end(), f.begin(), f.end());
@@ -655,8 +655,7 @@ int main(int argc, char** argv) {
     }
     rekey_ratio[si] = Median(ratios);
     for (unsigned op = 0; op < 3; ++op) {
-      const double busy_ns = static_cast<double>(ops[op].busy_tsc) * 1e9 /
-                             static_cast<double>(rte_get_tsc_hz()) / (blocks * 5.0 * packets);
+      const double busy_ns = NsPer(ops[op].busy_tsc, blocks * 5.0 * packets);
       srtp_results.push_back(SrtpResult{kSrtpNames[si][op], Median(ops[op].rounds), busy_ns,
                                         libsrtp_ref[si], raw_ref[si]});
     }
