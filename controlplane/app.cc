@@ -159,7 +159,8 @@ dp::Settings ToDataplaneSettings(const Config& c) {
   s.max_streams = c.dataplane.max_streams;
   s.verify_udp_checksum = c.dataplane.verify_udp_checksum;
   s.tx_checksum_offload = c.dataplane.tx_checksum_offload;
-  dp::ParseSrtpEngineKind(c.srtp.engine, &s.srtp_engine);  // validated by the config parser
+  dp::ParseSrtpEngineKind(c.srtp.engine, &s.srtp_engine);        // validated by the config parser
+  dp::ParseIpsecMbPath(c.srtp.ipsec_mb_path, &s.ipsec_mb_path);  // likewise
   return s;
 }
 

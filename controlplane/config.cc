@@ -41,7 +41,7 @@ constexpr absl::string_view kRedacted = "<redacted>";
 
 constexpr absl::string_view kTopKeys[] = {"ports", "rtp", "dataplane", "srtp",     "ops",
                                           "api",   "ng",  "log",       "database", "sip"};
-constexpr absl::string_view kSrtpKeys[] = {"engine", "replay_window"};
+constexpr absl::string_view kSrtpKeys[] = {"engine", "ipsec_mb_path", "replay_window"};
 constexpr absl::string_view kPortKeys[] = {
     "name",         "device", "addresses", "gateway_v4",     "gateway_v6",
     "next_hop_mac", "vlan",   "mtu",       "rx_descriptors", "tx_descriptors"};
@@ -709,6 +709,15 @@ class Parser {
         srtp->engine = engine;
       }
     }
+    std::string path;
+    if (SetString(*e, "ipsec_mb_path", "srtp", &path, "direct, cryptodev")) {
+      if (path != "direct" && path != "cryptodev") {
+        FailAt("srtp.ipsec_mb_path", absl::StrCat(Quote(path), " is not a path to intel-ipsec-mb"),
+               "direct, cryptodev");
+      } else {
+        srtp->ipsec_mb_path = path;
+      }
+    }
     SetUint(*e, "replay_window", "srtp", 128, 32768, &srtp->replay_window);
   }
 
@@ -1116,6 +1125,7 @@ std::string RenderOrThrow(const Config& c) {
 
   out << YAML::Key << "srtp" << YAML::Value << YAML::BeginMap;
   EmitString(out, "engine", c.srtp.engine);
+  EmitString(out, "ipsec_mb_path", c.srtp.ipsec_mb_path);
   out << YAML::Key << "replay_window" << YAML::Value << c.srtp.replay_window;
   out << YAML::EndMap;
 

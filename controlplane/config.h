@@ -56,8 +56,9 @@ struct DataplaneConfig {
 };
 
 struct SrtpConfigSection {
-  std::string engine = "ipsec_mb";  // ipsec_mb (cryptodev), openssl or libsrtp
-  uint32_t replay_window = 128;     // SRTP/SRTCP replay window in packets, 128..32768
+  std::string engine = "ipsec_mb";       // ipsec_mb (intel-ipsec-mb), openssl or libsrtp
+  std::string ipsec_mb_path = "direct";  // ipsec_mb: direct (the library) or cryptodev (D27)
+  uint32_t replay_window = 128;          // SRTP/SRTCP replay window in packets, 128..32768
 };
 
 struct OpsConfig {

@@ -627,6 +627,31 @@ TEST(ConfigDataplaneTest, Ranges) {
   EXPECT_TRUE(Parse(WithPorts("dataplane: {mbufs: 1024, burst_size: 1}\n")).ok());
 }
 
+TEST(ConfigSrtpTest, EngineAndPath) {
+  auto d = Parse(WithPorts(""));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->srtp.engine, "ipsec_mb");
+  EXPECT_EQ(d->srtp.ipsec_mb_path, "direct");
+  EXPECT_EQ(d->srtp.replay_window, 128u);
+  auto c =
+      Parse(WithPorts("srtp: {engine: openssl, ipsec_mb_path: cryptodev, replay_window: 256}\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->srtp.engine, "openssl");
+  EXPECT_EQ(c->srtp.ipsec_mb_path, "cryptodev");
+  EXPECT_EQ(c->srtp.replay_window, 256u);
+  EXPECT_THAT(
+      ErrorOf(WithPorts("srtp:\n  engine: nss\n")),
+      HasSubstr(
+          "t.yaml:6:11: srtp.engine: 'nss' is not an SRTP engine; allowed: ipsec_mb, openssl, "
+          "libsrtp"));
+  EXPECT_THAT(
+      ErrorOf(WithPorts("srtp:\n  ipsec_mb_path: qat\n")),
+      HasSubstr("t.yaml:6:18: srtp.ipsec_mb_path: 'qat' is not a path to intel-ipsec-mb; allowed: "
+                "direct, cryptodev"));
+  EXPECT_THAT(ErrorOf(WithPorts("srtp:\n  replay_window: 64\n")),
+              HasSubstr("srtp.replay_window: 64 is out of range; allowed: 128..32768"));
+}
+
 // ---------------------------------------------------------------------------------------
 // Listeners
 

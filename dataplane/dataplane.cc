@@ -797,7 +797,8 @@ absl::Status Dataplane::Init(const Settings& settings) {
     Close();
     return st;
   }
-  if (absl::Status st = InitSrtpCrypto(settings.srtp_engine, nb_workers); !st.ok()) {
+  if (absl::Status st = InitSrtpCrypto(settings.srtp_engine, nb_workers, settings.ipsec_mb_path);
+      !st.ok()) {
     Close();
     const std::string_view name = SrtpEngineName(settings.srtp_engine);
     return absl::Status(

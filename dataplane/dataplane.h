@@ -59,6 +59,7 @@ struct Settings {
   // Who runs SRTP on the workers. Init sets the engine up (InitSrtpCrypto) and Close
   // tears it down; contexts for the streams must be made with the same kind.
   SrtpEngineKind srtp_engine = SrtpEngineKind::kOpenssl;
+  IpsecMbPath ipsec_mb_path = IpsecMbPath::kDirect;  // kIpsecMb: how it reaches the library
 };
 
 // Every stream's published config and state. Owner: see flow.h.

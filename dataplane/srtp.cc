@@ -805,7 +805,7 @@ void* MakeSession(bool aead, bool protect, const SrtpSessionKeys& keys, uint16_t
     gcm.aead.iv.length = 12;
     gcm.aead.digest_length = 16;
     gcm.aead.aad_length = 12;
-    return srtp_internal::CreateCryptodevSession(&gcm);
+    return srtp_internal::CreateEngineSession(&gcm);
   }
   cipher.type = RTE_CRYPTO_SYM_XFORM_CIPHER;
   cipher.cipher.op = RTE_CRYPTO_CIPHER_OP_ENCRYPT;  // CTR: the same keystream both ways
@@ -822,10 +822,10 @@ void* MakeSession(bool aead, bool protect, const SrtpSessionKeys& keys, uint16_t
   auth.auth.digest_length = 20;
   if (protect) {  // encrypt, then the tag over the ciphertext (RFC 3711 §3.3)
     cipher.next = &auth;
-    return srtp_internal::CreateCryptodevSession(&cipher);
+    return srtp_internal::CreateEngineSession(&cipher);
   }
   auth.next = &cipher;  // the tag over what arrived, then decrypt
-  return srtp_internal::CreateCryptodevSession(&auth);
+  return srtp_internal::CreateEngineSession(&auth);
 }
 
 }  // namespace
@@ -901,7 +901,7 @@ SrtpContext::~SrtpContext() {
   // rte_cryptodev_sym_session_free zeroes the sessions' key material.
   for (void** half : {rtp_sessions_, rtcp_sessions_}) {
     for (int dir : {kProtectDir, kUnprotectDir}) {
-      srtp_internal::FreeCryptodevSession(half[dir], aead_, session_generation_);
+      srtp_internal::FreeEngineSession(half[dir], aead_, session_generation_);
     }
   }
   if (libsrtp_tx_ != nullptr) srtp_dealloc(static_cast<srtp_t>(libsrtp_tx_));

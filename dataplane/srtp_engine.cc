@@ -4,6 +4,7 @@
 
 #include "dataplane/srtp_engine.h"
 
+#include <intel-ipsec-mb.h>
 #include <rte_bus_vdev.h>
 #include <rte_crypto.h>
 #include <rte_cryptodev.h>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "openssl/crypto.h"
 
 namespace karl::dp {
 
@@ -35,6 +37,20 @@ std::string_view SrtpEngineName(SrtpEngineKind kind) noexcept {
       return "libsrtp";
   }
   return "?";
+}
+
+std::string_view IpsecMbPathName(IpsecMbPath path) noexcept {
+  return path == IpsecMbPath::kDirect ? "direct" : "cryptodev";
+}
+
+bool ParseIpsecMbPath(std::string_view name, IpsecMbPath* path) noexcept {
+  for (IpsecMbPath p : {IpsecMbPath::kDirect, IpsecMbPath::kCryptodev}) {
+    if (name == IpsecMbPathName(p)) {
+      *path = p;
+      return true;
+    }
+  }
+  return false;
 }
 
 bool ParseSrtpEngineKind(std::string_view name, SrtpEngineKind* kind) noexcept {
@@ -73,6 +89,22 @@ constexpr uint32_t kMaxIdlePolls = 1u << 20;
 
 std::atomic<uint64_t> g_next_engine_id{1};
 
+// The direct path's stand-in for a cryptodev session: what intel-ipsec-mb needs for one
+// half and direction of a context, made from the same xforms. Line 0: the kind and the
+// HMAC-SHA1 inner and outer states; then the AES round keys (AES-CM) or the GCM key data.
+enum class DirectKind : uint8_t { kCmProtect, kCmUnprotect, kGcmEncrypt, kGcmDecrypt };
+struct alignas(64) DirectKeys {
+  DirectKind kind;
+  uint8_t key_len;  // 16 or 32
+  uint8_t ipad[20];
+  uint8_t opad[20];
+  union Keys {
+    uint8_t aes[16 * 15];
+    gcm_key_data gcm;
+  };
+  alignas(64) Keys keys;
+};
+
 // The symmetric op after an rte_crypto_op (its C++ declaration is a zero-length array,
 // which GCC 12's -Warray-bounds refuses to index).
 inline rte_crypto_sym_op* SymOp(rte_crypto_op* op) noexcept {
@@ -100,6 +132,8 @@ class IpsecMbSrtpEngine final : public SrtpEngine {
 
  private:
   void RunChunk(SrtpJob* jobs, uint16_t n) noexcept;
+  // The direct path: the ops of queue_[d][0, n) on this engine's intel-ipsec-mb manager.
+  void RunDirect(rte_crypto_op* const* ops, uint16_t n) noexcept;
   // Enqueues queue_[d][0, nb[d]) on both devices and dequeues until every op is back.
   void Submit(const uint16_t nb[2]) noexcept;
   // The mbuf the device reads pkt through: the job's own, or a shell pointed at pkt.
@@ -117,6 +151,7 @@ class IpsecMbSrtpEngine final : public SrtpEngine {
   rte_crypto_op* done_[kChunk] = {};
   SrtpContext::Pending pending_[kChunk] = {};
   std::unique_ptr<rte_mbuf[]> shells_;
+  IMB_MGR* mgr_ = nullptr;  // direct path: this engine's multi-buffer manager
 };
 
 namespace {
@@ -140,8 +175,11 @@ struct CryptoState {
   std::vector<bool> qp_taken;
   rte_mempool* op_pool = nullptr;
   std::vector<rte_mempool*> session_pools;  // sessions of both devices
+  std::vector<rte_mempool*> key_pools;      // direct: DirectKeys
   uint32_t session_size = 0;                // the larger of the two
   std::unique_ptr<IpsecMbSrtpEngine> control;
+  bool direct = true;           // ciphers on intel-ipsec-mb directly, not through the PMD
+  IMB_MGR* keys_mgr = nullptr;  // direct: key expansion on the control plane
 };
 
 CryptoState& State() {
@@ -213,10 +251,14 @@ void TearDownIpsecMb(CryptoState& st) {
     d = Device{};
   }
   st.gcm_on_mb = false;
+  if (st.keys_mgr != nullptr) free_mb_mgr(st.keys_mgr);
+  st.keys_mgr = nullptr;
   // Sessions still held by contexts go with their pools (the contexts then skip freeing
   // them: their generation is no longer the live one).
   for (rte_mempool* p : st.session_pools) rte_mempool_free(p);
   st.session_pools.clear();
+  for (rte_mempool* p : st.key_pools) rte_mempool_free(p);
+  st.key_pools.clear();
   rte_mempool_free(st.op_pool);
   st.op_pool = nullptr;
   st.qp_taken.clear();
@@ -297,7 +339,7 @@ absl::Status SetUpDevice(CryptoState& st, DeviceRole role, unsigned nb_qps, int 
   return absl::OkStatus();
 }
 
-absl::Status InitIpsecMb(CryptoState& st, unsigned nb_workers) {
+absl::Status InitIpsecMb(CryptoState& st, unsigned nb_workers, IpsecMbPath path) {
   if (st.generation.load() != 0) {
     return absl::FailedPreconditionError(
         "InitSrtpCrypto(ipsec_mb): already initialised (CloseSrtpCrypto first)");
@@ -341,6 +383,17 @@ absl::Status InitIpsecMb(CryptoState& st, unsigned nb_workers) {
   for (int r : {kMbDevice, kGcmDevice}) {
     srtp_internal::g_session_prefetch_bytes[r] = 64 + st.dev[r].session_size;
   }
+  st.direct = path == IpsecMbPath::kDirect;
+  if (st.direct) {
+    st.keys_mgr = alloc_mb_mgr(0);
+    if (st.keys_mgr == nullptr) {
+      TearDownIpsecMb(st);
+      return absl::ResourceExhaustedError("srtp.engine ipsec_mb: alloc_mb_mgr failed");
+    }
+    init_mb_mgr_auto(st.keys_mgr, nullptr);
+    srtp_internal::g_session_prefetch_bytes[kMbDevice] = 64 + 16 * 15;
+    srtp_internal::g_session_prefetch_bytes[kGcmDevice] = sizeof(DirectKeys);
+  }
   // Engines hold kChunk ops each: one per worker, the control plane's, and a few spare for
   // engines made by tests and benchmarks.
   const unsigned nb_ops = (nb_qps + 4) * kChunk;
@@ -376,6 +429,7 @@ IpsecMbSrtpEngine::~IpsecMbSrtpEngine() {
   if (st.generation.load() != generation_) return;
   if (op_pool_ != nullptr) rte_mempool_put_bulk(op_pool_, reinterpret_cast<void**>(ops_), kChunk);
   if (qp_ < st.qp_taken.size()) st.qp_taken[qp_] = false;
+  if (mgr_ != nullptr) free_mb_mgr(mgr_);
 }
 
 bool IpsecMbSrtpEngine::Init(rte_mempool* op_pool) {
@@ -383,6 +437,11 @@ bool IpsecMbSrtpEngine::Init(rte_mempool* op_pool) {
     return false;
   }
   op_pool_ = op_pool;
+  if (State().direct) {
+    mgr_ = alloc_mb_mgr(0);
+    if (mgr_ == nullptr) return false;
+    init_mb_mgr_auto(mgr_, nullptr);
+  }
   for (rte_crypto_op* op : ops_) SymOp(op)->m_dst = nullptr;  // in place
   iova_is_va_ = rte_eal_iova_mode() == RTE_IOVA_VA;
   shells_.reset(new rte_mbuf[kChunk]());
@@ -432,6 +491,11 @@ void IpsecMbSrtpEngine::Run(SrtpJob* jobs, uint16_t n) noexcept {
 }
 
 void IpsecMbSrtpEngine::Submit(const uint16_t nb[2]) noexcept {
+  if (mgr_ != nullptr) {
+    RunDirect(queue_[0], nb[0]);
+    RunDirect(queue_[1], nb[1]);
+    return;
+  }
   // With GCM on aesni_mb both queues go to the same queue pair: one after the other.
   uint16_t enqueued[2] = {0, 0}, dequeued[2] = {0, 0};
   uint32_t idle = 0;
@@ -457,6 +521,92 @@ void IpsecMbSrtpEngine::Submit(const uint16_t nb[2]) noexcept {
       stuck_ = true;
       return;
     }
+  }
+}
+
+namespace {
+
+void CompleteCm(IMB_JOB* job) noexcept {
+  auto* op = static_cast<rte_crypto_op*>(job->user_data);
+  op->status = job->status == IMB_STATUS_COMPLETED ? RTE_CRYPTO_OP_STATUS_SUCCESS
+                                                   : RTE_CRYPTO_OP_STATUS_ERROR;
+}
+
+}  // namespace
+
+void IpsecMbSrtpEngine::RunDirect(rte_crypto_op* const* ops, uint16_t n) noexcept {
+  const uint16_t iv_at = static_cast<uint16_t>(ScratchOffset() + offsetof(SrtpOpScratch, iv));
+  bool cm = false;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_crypto_op* op = ops[i];
+    rte_crypto_sym_op* sym = SymOp(op);
+    const auto* k = static_cast<const DirectKeys*>(sym->session);
+    uint8_t* data = rte_pktmbuf_mtod(sym->m_src, uint8_t*);
+    const uint8_t* iv = rte_crypto_op_ctod_offset(op, const uint8_t*, iv_at);
+    switch (k->kind) {
+      case DirectKind::kCmProtect:
+      case DirectKind::kCmUnprotect: {
+        const bool protect = k->kind == DirectKind::kCmProtect;
+        IMB_JOB* job = IMB_GET_NEXT_JOB(mgr_);
+        job->chain_order = protect ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
+        job->cipher_direction = protect ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
+        job->cipher_mode = sym->cipher.data.length != 0 ? IMB_CIPHER_CNTR : IMB_CIPHER_NULL;
+        job->enc_keys = k->keys.aes;
+        job->dec_keys = k->keys.aes;
+        job->key_len_in_bytes = k->key_len;
+        job->src = data;
+        job->dst = data + sym->cipher.data.offset;
+        job->cipher_start_src_offset_in_bytes = sym->cipher.data.offset;
+        job->msg_len_to_cipher_in_bytes = sym->cipher.data.length;
+        job->iv = iv;
+        job->iv_len_in_bytes = 16;
+        job->hash_alg = IMB_AUTH_HMAC_SHA_1;
+        job->u.HMAC._hashed_auth_key_xor_ipad = k->ipad;
+        job->u.HMAC._hashed_auth_key_xor_opad = k->opad;
+        job->hash_start_src_offset_in_bytes = sym->auth.data.offset;
+        job->msg_len_to_hash_in_bytes = sym->auth.data.length;
+        job->auth_tag_output = sym->auth.digest.data;
+        job->auth_tag_output_len_in_bytes = 20;
+        job->user_data = op;
+        cm = true;
+        for (job = IMB_SUBMIT_JOB(mgr_); job != nullptr; job = IMB_GET_COMPLETED_JOB(mgr_)) {
+          CompleteCm(job);
+        }
+        break;
+      }
+      case DirectKind::kGcmEncrypt:
+      case DirectKind::kGcmDecrypt: {
+        gcm_context_data ctx;
+        uint8_t* p = data + sym->aead.data.offset;
+        const uint64_t len = sym->aead.data.length;
+        if (k->kind == DirectKind::kGcmEncrypt) {
+          if (k->key_len == 16) {
+            IMB_AES128_GCM_ENC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, sym->aead.aad.data, 12,
+                               sym->aead.digest.data, 16);
+          } else {
+            IMB_AES256_GCM_ENC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, sym->aead.aad.data, 12,
+                               sym->aead.digest.data, 16);
+          }
+          op->status = RTE_CRYPTO_OP_STATUS_SUCCESS;
+        } else {
+          uint8_t tag[16];
+          if (k->key_len == 16) {
+            IMB_AES128_GCM_DEC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, sym->aead.aad.data, 12, tag,
+                               16);
+          } else {
+            IMB_AES256_GCM_DEC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, sym->aead.aad.data, 12, tag,
+                               16);
+          }
+          op->status = CRYPTO_memcmp(tag, sym->aead.digest.data, 16) == 0
+                           ? RTE_CRYPTO_OP_STATUS_SUCCESS
+                           : RTE_CRYPTO_OP_STATUS_AUTH_FAILED;
+        }
+        break;
+      }
+    }
+  }
+  if (cm) {
+    while (IMB_JOB* job = IMB_FLUSH_JOB(mgr_)) CompleteCm(job);
   }
 }
 
@@ -514,7 +664,7 @@ void IpsecMbSrtpEngine::RunChunk(SrtpJob* jobs, uint16_t n) noexcept {
 
 // ---- Set-up -----------------------------------------------------------------------------------
 
-absl::Status InitSrtpCrypto(SrtpEngineKind kind, unsigned nb_workers) {
+absl::Status InitSrtpCrypto(SrtpEngineKind kind, unsigned nb_workers, IpsecMbPath path) {
   CryptoState& st = State();
   std::lock_guard<std::mutex> lock(st.mu);
   switch (kind) {
@@ -526,7 +676,7 @@ absl::Status InitSrtpCrypto(SrtpEngineKind kind, unsigned nb_workers) {
       }
       return absl::OkStatus();
     case SrtpEngineKind::kIpsecMb:
-      return InitIpsecMb(st, nb_workers);
+      return InitIpsecMb(st, nb_workers, path);
   }
   return absl::InvalidArgumentError("InitSrtpCrypto: unknown engine");
 }
@@ -557,6 +707,54 @@ std::unique_ptr<SrtpEngine> CreateSrtpEngine(SrtpEngineKind kind, unsigned worke
 
 // ---- Internals --------------------------------------------------------------------------------
 
+namespace {
+
+// The direct path's keys from the xforms srtp.cc gives for a cryptodev session: AES-CTR
+// then HMAC-SHA1 (protect), HMAC-SHA1 then AES-CTR (unprotect), or AES-GCM. Caller holds
+// st.mu; `pool` has a free object.
+void* MakeDirectKeysIn(CryptoState& st, rte_mempool* pool, const rte_crypto_sym_xform* x) {
+  void* obj = nullptr;
+  if (rte_mempool_get(pool, &obj) != 0) return nullptr;
+  auto* k = static_cast<DirectKeys*>(obj);
+  std::memset(k, 0, sizeof(*k));
+  IMB_MGR* m = st.keys_mgr;
+  if (x->type == RTE_CRYPTO_SYM_XFORM_AEAD) {
+    k->kind = x->aead.op == RTE_CRYPTO_AEAD_OP_ENCRYPT ? DirectKind::kGcmEncrypt
+                                                       : DirectKind::kGcmDecrypt;
+    k->key_len = static_cast<uint8_t>(x->aead.key.length);
+    if (k->key_len == 16) {
+      IMB_AES128_GCM_PRE(m, x->aead.key.data, &k->keys.gcm);
+    } else {
+      IMB_AES256_GCM_PRE(m, x->aead.key.data, &k->keys.gcm);
+    }
+    return k;
+  }
+  const rte_crypto_sym_xform* cipher = x->type == RTE_CRYPTO_SYM_XFORM_CIPHER ? x : x->next;
+  const rte_crypto_sym_xform* auth = x->type == RTE_CRYPTO_SYM_XFORM_AUTH ? x : x->next;
+  k->kind =
+      x->type == RTE_CRYPTO_SYM_XFORM_CIPHER ? DirectKind::kCmProtect : DirectKind::kCmUnprotect;
+  k->key_len = static_cast<uint8_t>(cipher->cipher.key.length);
+  alignas(16) uint8_t dec[16 * 15];
+  if (k->key_len == 16) {
+    IMB_AES_KEYEXP_128(m, cipher->cipher.key.data, k->keys.aes, dec);
+  } else {
+    IMB_AES_KEYEXP_256(m, cipher->cipher.key.data, k->keys.aes, dec);
+  }
+  // RFC 2104: the SHA-1 states after (key ^ ipad) and (key ^ opad), one block each.
+  alignas(16) uint8_t block[64];
+  for (int pass = 0; pass < 2; ++pass) {
+    std::memset(block, pass == 0 ? 0x36 : 0x5c, sizeof(block));
+    for (uint16_t i = 0; i < auth->auth.key.length && i < 64; ++i)
+      block[i] ^= auth->auth.key.data[i];
+    IMB_SHA1_ONE_BLOCK(m, block, pass == 0 ? k->ipad : k->opad);
+  }
+  OPENSSL_cleanse(block, sizeof(block));
+  OPENSSL_cleanse(dec, sizeof(dec));
+  return k;
+}
+
+}  // namespace
+
 namespace srtp_internal {
 
 uint32_t g_session_prefetch_bytes[2] = {0, 0};
@@ -569,24 +767,35 @@ int CryptodevId(bool aead) noexcept {
 
 uint64_t CryptodevGeneration() noexcept { return State().generation.load(); }
 
+bool IpsecMbDirect() noexcept { return State().generation.load() != 0 && State().direct; }
+
+namespace {
+
+// A free object of the pools `pools` (sessions or direct keys), growing them by a pool
+// made by `make(name)`; nullptr if that fails. Caller holds st.mu.
+template <typename Make>
+rte_mempool* PoolWithRoom(std::vector<rte_mempool*>& pools, const char* prefix, Make make) {
+  for (rte_mempool* p : pools) {
+    if (rte_mempool_avail_count(p) != 0) return p;
+  }
+  // Grow: another pool (control plane, allocation allowed).
+  const std::string name = absl::StrCat(prefix, pools.size());
+  rte_mempool* pool = make(name.c_str());
+  if (pool != nullptr) pools.push_back(pool);
+  return pool;
+}
+
+}  // namespace
+
 void* CreateCryptodevSession(rte_crypto_sym_xform* xforms) noexcept {
   CryptoState& st = State();
   std::lock_guard<std::mutex> lock(st.mu);
   if (st.generation.load() == 0) return nullptr;
-  rte_mempool* pool = nullptr;
-  for (rte_mempool* p : st.session_pools) {
-    if (rte_mempool_avail_count(p) != 0) {
-      pool = p;
-      break;
-    }
-  }
-  if (pool == nullptr) {  // grow: another pool (control plane, allocation allowed)
-    const std::string name = absl::StrCat("karl_srtp_sess", st.session_pools.size());
-    pool = rte_cryptodev_sym_session_pool_create(name.c_str(), kSessionsPerPool, st.session_size, 0,
-                                                 0, static_cast<int>(rte_socket_id()));
-    if (pool == nullptr) return nullptr;
-    st.session_pools.push_back(pool);
-  }
+  rte_mempool* pool = PoolWithRoom(st.session_pools, "karl_srtp_sess", [&](const char* name) {
+    return rte_cryptodev_sym_session_pool_create(name, kSessionsPerPool, st.session_size, 0, 0,
+                                                 static_cast<int>(rte_socket_id()));
+  });
+  if (pool == nullptr) return nullptr;
   const bool aead = xforms->type == RTE_CRYPTO_SYM_XFORM_AEAD;
   return rte_cryptodev_sym_session_create(
       static_cast<uint8_t>(st.dev[aead ? kGcmDevice : kMbDevice].id), xforms, pool);
@@ -599,6 +808,28 @@ void FreeCryptodevSession(void* session, bool aead, uint64_t generation) noexcep
   if (generation == 0 || st.generation.load() != generation) return;
   rte_cryptodev_sym_session_free(static_cast<uint8_t>(st.dev[aead ? kGcmDevice : kMbDevice].id),
                                  session);
+}
+
+void* CreateEngineSession(rte_crypto_sym_xform* xforms) noexcept {
+  CryptoState& st = State();
+  if (!st.direct) return CreateCryptodevSession(xforms);
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (st.generation.load() == 0) return nullptr;
+  rte_mempool* pool = PoolWithRoom(st.key_pools, "karl_srtp_keys", [](const char* name) {
+    return rte_mempool_create(name, kSessionsPerPool, sizeof(DirectKeys), 0, 0, nullptr, nullptr,
+                              nullptr, nullptr, static_cast<int>(rte_socket_id()), 0);
+  });
+  return pool == nullptr ? nullptr : MakeDirectKeysIn(st, pool, xforms);
+}
+
+void FreeEngineSession(void* session, bool aead, uint64_t generation) noexcept {
+  CryptoState& st = State();
+  if (!st.direct) return FreeCryptodevSession(session, aead, generation);
+  if (session == nullptr) return;
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (generation == 0 || st.generation.load() != generation) return;
+  OPENSSL_cleanse(session, sizeof(DirectKeys));
+  rte_mempool_put(rte_mempool_from_obj(session), session);
 }
 
 uint16_t OpScratchOffset() noexcept { return ScratchOffset(); }

@@ -5,12 +5,17 @@
 // managers). Per-context order is kept: the verdicts and the state of every context are
 // those of running its jobs one at a time in the order given.
 //
-//   ipsec_mb  (default) DPDK cryptodev crypto_aesni_mb: the ops of the burst are enqueued on
-//             the worker's own queue pair in one go and dequeued until all are back, so the
-//             multi-buffer manager interleaves packets of many streams (AES-CTR + HMAC-SHA1
-//             chained, AES-GCM as AEAD). Karl still does the RFC 3711 framing. GCM packets
-//             whose AAD is not 12 octets (RTP with CSRCs or a header extension, SRTCP with
-//             E=0) and the transforms a context has no session for run in software, in order.
+//   ipsec_mb  (default) intel-ipsec-mb, the library under DPDK's crypto_ipsec_mb PMD: the
+//             burst's AES-CM jobs go to the worker's own multi-buffer manager in one go, so
+//             it interleaves packets of many streams (AES-CTR + HMAC-SHA1 chained), and GCM
+//             runs per packet on its AES-GCM functions. Karl does the RFC 3711 framing.
+//             The path (IpsecMbPath, config srtp.ipsec_mb_path, D27): `direct` (default)
+//             calls the library with key material Karl keeps per context; `cryptodev` makes
+//             each job a cryptodev op on the crypto_aesni_mb / crypto_aesni_gcm device,
+//             enqueued on the worker's queue pair and dequeued until all are back. GCM
+//             packets whose AAD is not 12 octets (RTP with CSRCs or a header extension,
+//             SRTCP with E=0) and the transforms a context has no session for run in
+//             software, in order.
 //   openssl   The portable engine: each job on its context's software transform.
 //   libsrtp   Each job through libsrtp2 (the context's srtp_t sessions).
 //
@@ -39,6 +44,12 @@ std::string_view SrtpEngineName(SrtpEngineKind kind) noexcept;
 
 // Config `srtp.engine`: "ipsec_mb", "openssl" or "libsrtp". False for anything else.
 bool ParseSrtpEngineKind(std::string_view name, SrtpEngineKind* kind) noexcept;
+
+// How the ipsec_mb engine reaches intel-ipsec-mb (see above).
+enum class IpsecMbPath : uint8_t { kDirect, kCryptodev };
+std::string_view IpsecMbPathName(IpsecMbPath path) noexcept;
+// Config `srtp.ipsec_mb_path`: "direct" or "cryptodev". False for anything else.
+bool ParseIpsecMbPath(std::string_view name, IpsecMbPath* path) noexcept;
 
 // SrtpOp (protect / unprotect, RTP / RTCP) is in srtp.h.
 
@@ -91,7 +102,10 @@ class SoftwareSrtpEngine final : public SrtpEngine {
 // friends), the op pool and the session pools (grown by 4096 sessions when full), and
 // starts them.
 // kLibsrtp: srtp_init. kOpenssl: nothing. Each kind at most once until CloseSrtpCrypto.
-absl::Status InitSrtpCrypto(SrtpEngineKind kind, unsigned nb_workers);
+// `path` (kIpsecMb only): kDirect also sets up an intel-ipsec-mb manager for the control
+// plane's key expansion, and each engine gets its own; the devices are made either way.
+absl::Status InitSrtpCrypto(SrtpEngineKind kind, unsigned nb_workers,
+                            IpsecMbPath path = IpsecMbPath::kDirect);
 
 // Stops and frees what InitSrtpCrypto made (device, pools, libsrtp2). Idempotent. Destroy
 // the engines and contexts first (see Lifetime above).
@@ -110,14 +124,21 @@ namespace srtp_internal {
 int CryptodevId(bool aead = false) noexcept;
 // Number of the current setup (0: none); sessions remember it to be freed only by it.
 uint64_t CryptodevGeneration() noexcept;
+// Whether the live ipsec_mb setup runs the direct path (false when none is up).
+bool IpsecMbDirect() noexcept;
 // A session on the device from the session pools (grown on demand); nullptr on failure.
-// Control plane.
+// Control plane. The engine's own transforms use CreateEngineSession.
 void* CreateCryptodevSession(rte_crypto_sym_xform* xforms) noexcept;
 // Frees a session made by CreateCryptodevSession (an AEAD one if `aead`) of setup
 // `generation` (no-op if that setup is gone: its pools went with it).
 void FreeCryptodevSession(void* session, bool aead, uint64_t generation) noexcept;
-// Octets of a session (header line and PMD data) the engine prefetches before the device
-// reads it: [0] AES-CM sessions, [1] GCM sessions. Written by InitSrtpCrypto.
+// What a context's transform runs on, made from the same xforms: a cryptodev session when
+// the engine goes through the PMD, else the keys for the direct path. Control plane.
+void* CreateEngineSession(rte_crypto_sym_xform* xforms) noexcept;
+void FreeEngineSession(void* session, bool aead, uint64_t generation) noexcept;
+// Octets of an engine session (the PMD's header line and data, or the direct path's keys)
+// the engine prefetches before they are read: [0] AES-CM, [1] GCM. Written by
+// InitSrtpCrypto.
 extern uint32_t g_session_prefetch_bytes[2];
 // Tests: the next InitSrtpCrypto(kIpsecMb) runs GCM on aesni_mb, as without the aesni_gcm
 // driver.

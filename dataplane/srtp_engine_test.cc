@@ -518,6 +518,9 @@ TEST_P(EngineSuite, UnencryptedSrtcpFromLibsrtp) {
     ASSERT_EQ(works[i].status, SrtpStatus::kOk) << i;
     ASSERT_EQ(works[i].out(), plain[i]);
   }
+  // AES-CM: on the device path (a NULL cipher with the HMAC); GCM's AAD then is not 12
+  // octets, so those run in software.
+  ExpectDeviceUsed(IsGcm(suite_) ? 0 : works.size());
 }
 
 // Reordered (shuffled in blocks of 32, each block one burst) and gapped packets across a
@@ -1694,19 +1697,31 @@ TEST(SrtpEngineApi, SessionPoolsGrow) {
   EXPECT_EQ(engine->stats().device_ops, ctxs.size());
 }
 
-// The GCM suites run on their own aesni_gcm device; without that driver they share the
-// aesni_mb device (and queue pair) with the AES-CM suites. Both set-ups give libsrtp2's
-// packets, in bursts that mix the two kinds of suite.
-TEST(SrtpEngineZApi, GcmDeviceAndGcmOnAesniMb) {
+// Both paths to intel-ipsec-mb (D27): direct (the default, which the rest of this file
+// runs) and through the cryptodev PMDs, where the GCM suites run on their own aesni_gcm
+// device or, without that driver, share the aesni_mb device (and queue pair) with the
+// AES-CM suites. Every set-up gives libsrtp2's packets, in bursts that mix the two kinds of
+// suite, all on the device path (no software fallback, no device error).
+TEST(SrtpEngineZApi, DirectAndCryptodevPathsGcmDeviceAndGcmOnAesniMb) {
+  EXPECT_TRUE(srtp_internal::IpsecMbDirect());
   EXPECT_NE(srtp_internal::CryptodevId(true), srtp_internal::CryptodevId(false));
-  for (bool gcm_on_mb : {false, true}) {
-    if (gcm_on_mb) {
+  struct Setup {
+    IpsecMbPath path;
+    bool gcm_on_mb;
+  };
+  for (const Setup setup :
+       {Setup{IpsecMbPath::kDirect, false}, Setup{IpsecMbPath::kCryptodev, false},
+        Setup{IpsecMbPath::kCryptodev, true}}) {
+    SCOPED_TRACE(std::string(IpsecMbPathName(setup.path)) + (setup.gcm_on_mb ? " gcm on mb" : ""));
+    const bool gcm_on_mb = setup.gcm_on_mb;
+    if (setup.path != IpsecMbPath::kDirect) {
       CloseSrtpCrypto();
-      srtp_internal::g_force_gcm_on_mb = true;
-      ASSERT_TRUE(InitSrtpCrypto(SrtpEngineKind::kIpsecMb, 2).ok());
+      srtp_internal::g_force_gcm_on_mb = gcm_on_mb;
+      ASSERT_TRUE(InitSrtpCrypto(SrtpEngineKind::kIpsecMb, 2, setup.path).ok());
       ASSERT_TRUE(InitSrtpCrypto(SrtpEngineKind::kLibsrtp, 2).ok());
       srtp_internal::g_force_gcm_on_mb = false;
-      EXPECT_EQ(srtp_internal::CryptodevId(true), srtp_internal::CryptodevId(false));
+      EXPECT_FALSE(srtp_internal::IpsecMbDirect());
+      EXPECT_EQ(srtp_internal::CryptodevId(true) == srtp_internal::CryptodevId(false), gcm_on_mb);
     }
     auto engine = CreateSrtpEngine(SrtpEngineKind::kIpsecMb, 0);
     ASSERT_NE(engine, nullptr);
@@ -1743,6 +1758,7 @@ TEST(SrtpEngineZApi, GcmDeviceAndGcmOnAesniMb) {
     }
     EXPECT_EQ(engine->stats().device_ops, works.size());
     EXPECT_EQ(engine->stats().device_errors, 0u);
+    EXPECT_EQ(engine->stats().software_jobs, 0u);
   }
   // Back to the environment's set-up.
   CloseSrtpCrypto();

@@ -10,7 +10,8 @@ PACKAGES=(
   # toolchain
   g++ meson ninja-build pkg-config python3
   # libraries (pkg-config names in meson.build)
-  dpdk dpdk-dev libdpdk-dev libsrtp2-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
+  dpdk dpdk-dev libdpdk-dev libipsec-mb-dev libsrtp2-dev libssl-dev libyaml-cpp-dev
+  prometheus-cpp-dev
   libmariadb-dev libabsl-dev libspdlog-dev nlohmann-json3-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   # test peers and tools (rtpengine: the independent SRTP endpoint of the e2e tests)

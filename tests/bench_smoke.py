@@ -55,6 +55,10 @@ def karl_bench(build):
         for op in OPS:
             positive(out, r"^karl %s %s" % (op, suite) + RATE, "karl %s %s" % (op, suite),
                      errors)
+            positive(out, r"^karl %s %s .* raw cryptodev \(([0-9.]+)\)" % (op, suite),
+                     "raw cryptodev beside %s %s" % (op, suite), errors)
+            positive(out, r"^karl %s %s .* raw ipsec-mb \(([0-9.]+)\)" % (op, suite),
+                     "raw ipsec-mb beside %s %s" % (op, suite), errors)
         positive(out, r"^karl re-key / protect %s: ([0-9.]+)" % suite,
                  "re-key / protect %s" % suite, errors)
     positive(out, r"^karl forward, ICE streams" + RATE, "karl forward, ICE streams", errors)
@@ -79,6 +83,9 @@ def crypto_bench(build):
         section = out[start:nxt]
         positive(section, r"^\s+reference libsrtp2 protect" + RATE, suite + " libsrtp2", errors)
         positive(section, r"^\s+reference raw cryptodev" + RATE, suite + " raw cryptodev", errors)
+        positive(section, r"^\s+reference raw ipsec-mb \(direct\)" + RATE, suite + " raw ipsec-mb",
+                 errors)
+        positive(section, r"^\s+reference raw cpu-crypto" + RATE, suite + " raw cpu-crypto", errors)
         for engine in ("ipsec_mb", "openssl", "libsrtp"):
             for op in OPS:
                 positive(section, r"^\s+karl %s %s" % (engine, op) + RATE,

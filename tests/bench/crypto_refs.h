@@ -38,6 +38,17 @@ double LibsrtpProtectMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {
 // session per stream, bursts of `burst` ops, no SRTP framing: the limit for the engine.
 double RawCryptodevMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {});
 
+// The same work on intel-ipsec-mb called directly, as the ipsec_mb engine's direct path
+// does (D27): a multi-buffer job per packet (AES-CTR then HMAC-SHA1), the manager flushed
+// after each burst, or AES-GCM per packet; key material per stream, no SRTP framing. The
+// limit for the engine on that path. Needs no EAL.
+double RawIpsecMbMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {});
+
+// rte_cryptodev_sym_cpu_crypto_process on the same devices and sessions, one packet a call
+// (it takes one session per call, and every packet here has its own stream): why the
+// engine does not use it (AES-CM gets no multi-buffer interleaving that way).
+double RawCpuCryptoMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {});
+
 // What the engine's work is: protect, unprotect (of packets protected beforehand), or
 // re-key (unprotect with the stream's ingress context, then protect with its egress one:
 // two Run calls per burst, one packet counted).

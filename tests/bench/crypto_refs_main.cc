@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
       Row("  (libsrtp2 with 100 streams)", karl::bench::LibsrtpProtectMpps(suite, few), 0, 0);
     }
     Row("reference raw cryptodev", raw, 0, 0);
+    const double direct = refs ? karl::bench::RawIpsecMbMpps(suite, opt) : -1;
+    Row("reference raw ipsec-mb (direct)", direct, raw, 0);
+    if (refs) Row("reference raw cpu-crypto", karl::bench::RawCpuCryptoMpps(suite, opt), raw, 0);
     for (SrtpEngineKind kind :
          {SrtpEngineKind::kIpsecMb, SrtpEngineKind::kOpenssl, SrtpEngineKind::kLibsrtp}) {
       for (EngineWork work : {EngineWork::kProtect, EngineWork::kUnprotect, EngineWork::kRekey}) {

@@ -418,7 +418,8 @@ int main(int argc, char** argv) {
   // main lcore before the dataplane takes the crypto device.
   const karl::dp::SrtpSuite kBenchSuites[] = {karl::dp::SrtpSuite::kAesCm128HmacSha1_80,
                                               karl::dp::SrtpSuite::kAeadAes128Gcm};
-  double libsrtp_ref[2] = {0, 0}, raw_ref[2] = {0, 0}, engine_alone[2] = {0, 0};
+  double libsrtp_ref[2] = {0, 0}, raw_ref[2] = {0, 0}, direct_ref[2] = {0, 0},
+         engine_alone[2] = {0, 0};
   if (srtp) {
     if (auto st = karl::dp::InitSrtpCrypto(karl::dp::SrtpEngineKind::kIpsecMb, 1); !st.ok()) {
       std::fprintf(stderr, "karl-bench: ipsec_mb: %s\n", std::string(st.message()).c_str());
@@ -433,6 +434,7 @@ int main(int argc, char** argv) {
     for (unsigned si = 0; si < 2; ++si) {
       libsrtp_ref[si] = karl::bench::LibsrtpProtectMpps(kBenchSuites[si], opt);
       raw_ref[si] = karl::bench::RawCryptodevMpps(kBenchSuites[si], opt);
+      direct_ref[si] = karl::bench::RawIpsecMbMpps(kBenchSuites[si], opt);
       engine_alone[si] =
           karl::bench::EngineMpps(engine, kBenchSuites[si], karl::bench::EngineWork::kProtect, opt);
     }
@@ -561,7 +563,7 @@ int main(int argc, char** argv) {
   // sequence number twice (the replay window would drop it).
   struct SrtpResult {
     const char* name;
-    double mpps, busy_ns, libsrtp_mpps, raw_mpps;
+    double mpps, busy_ns, libsrtp_mpps, raw_mpps, direct_mpps;
   };
   std::vector<SrtpResult> srtp_results;
   double rekey_ratio[2] = {0, 0};  // re-key / protect, median of the per-block ratios
@@ -657,7 +659,7 @@ int main(int argc, char** argv) {
     for (unsigned op = 0; op < 3; ++op) {
       const double busy_ns = NsPer(ops[op].busy_tsc, blocks * 5.0 * packets);
       srtp_results.push_back(SrtpResult{kSrtpNames[si][op], Median(ops[op].rounds), busy_ns,
-                                        libsrtp_ref[si], raw_ref[si]});
+                                        libsrtp_ref[si], raw_ref[si], direct_ref[si]});
     }
   }
   // ICE (D25). First the forward path with ICE on the same S streams.
@@ -846,7 +848,8 @@ int main(int argc, char** argv) {
   if (!srtp_results.empty()) {
     std::printf(
         "SRTP on engine %s, %u streams each with its own keys (references on one core: "
-        "libsrtp2 srtp_protect loop; raw cryptodev = the cipher alone, bursts of 32):\n",
+        "libsrtp2 srtp_protect loop; raw cryptodev = the cipher alone on the crypto_ipsec_mb "
+        "device, raw ipsec-mb = on the library directly, bursts of 32):\n",
         std::string(karl::dp::SrtpEngineName(engine)).c_str(), sessions);
   }
   for (unsigned si = 0; si < 2 && !srtp_results.empty(); ++si) {
@@ -857,9 +860,10 @@ int main(int argc, char** argv) {
   for (const SrtpResult& r : srtp_results) {
     std::printf(
         "karl %-33s %6.2f Mpps %6.1f ns/packet (busy %5.1f)  %5.1fx libsrtp2 (%.2f)  "
-        "%.2fx raw cryptodev (%.2f)\n",
+        "%.2fx raw cryptodev (%.2f)  %.2fx raw ipsec-mb (%.2f)\n",
         r.name, r.mpps / 1e6, 1e3 / (r.mpps / 1e6), r.busy_ns, r.mpps / 1e6 / r.libsrtp_mpps,
-        r.libsrtp_mpps, r.mpps / 1e6 / r.raw_mpps, r.raw_mpps);
+        r.libsrtp_mpps, r.mpps / 1e6 / r.raw_mpps, r.raw_mpps, r.mpps / 1e6 / r.direct_mpps,
+        r.direct_mpps);
   }
   for (unsigned si = 0; si < 2 && !srtp_results.empty(); ++si) {
     std::printf("karl re-key / protect %s: %.2f (median of per-block ratios)\n",
