@@ -79,8 +79,11 @@ namespace {
 enum DeviceRole : uint8_t { kMbDevice = 0, kGcmDevice = 1 };
 constexpr const char* kDeviceName[2] = {"crypto_aesni_mb_karl", "crypto_aesni_gcm_karl"};
 constexpr const char* kDriverName[2] = {"crypto_aesni_mb", "crypto_aesni_gcm"};
-// Jobs per enqueue: a multiple of the 16 lanes of the AVX-512 SHA-1 and AES managers.
-constexpr uint16_t kChunk = 64;
+// Jobs per enqueue (per flush of the multi-buffer manager on the direct path): a multiple
+// of the 16 lanes of the AVX-512 SHA-1 and AES managers, and a whole burst of the default
+// dataplane.burst_size (each flush runs lanes part empty: 64 measured 5% slower for
+// AES_CM in the worker loop).
+constexpr uint16_t kChunk = 128;
 constexpr uint32_t kQueueDescriptors = 256;  // >= kChunk
 constexpr uint32_t kSessionsPerPool = 4096;
 // Dequeue polls without progress before the engine declares the device stuck. The
