@@ -270,10 +270,7 @@ inline DropReason EmitMedia(WorkerState* w, MediaPacket& mp, bool payload_change
 
 // Requests a device session ([0] srtp_in's, [1] srtp_out's) into L2: they are large.
 inline void PrefetchSession(const StreamConfig* cfg, int d) noexcept {
-  const auto* session = static_cast<const char*>(cfg->srtp_session[d]);
-  for (uint32_t off = 0; off < cfg->srtp_session_bytes[d]; off += kCacheLine) {
-    rte_prefetch1(session + off);
-  }
+  srtp_internal::PrefetchLines(cfg->srtp_session[d], cfg->srtp_session_lines[d], /*l2=*/true);
 }
 
 inline bool NeedsSrtp(const StreamConfig* cfg) noexcept { return cfg->srtp; }
@@ -960,7 +957,7 @@ void Dataplane::PublishStream(const StreamConfig& cfg) {
                             {SrtpOp::kProtect, SrtpOp::kProtectRtcp}};
   for (int d = 0; d < 2; ++d) {
     fresh->srtp_session[d] = ctx[d] ? ctx[d]->DeviceSession(ops[d][cfg.is_rtcp ? 1 : 0]) : nullptr;
-    fresh->srtp_session_bytes[d] = fresh->srtp_session[d] ? ctx[d]->DeviceSessionBytes() : 0;
+    fresh->srtp_session_lines[d] = fresh->srtp_session[d] ? ctx[d]->DeviceSessionLines() : 0;
   }
   StreamConfig* old = streams_.configs[cfg.id].exchange(fresh, std::memory_order_acq_rel);
   if (old != nullptr) retired_.push_back(Retired{StartGracePeriod(), old, kNoStream});

@@ -87,10 +87,11 @@ struct alignas(kCacheLine) StreamConfig {
   std::shared_ptr<SrtpContext> srtp_out;
   // Filled by Dataplane::PublishStream: the cryptodev sessions (ipsec_mb engine) those
   // contexts run this stream's packets on ([0] srtp_in, [1] srtp_out; RTP's, or SRTCP's
-  // for an RTCP stream) and the octets of each the device reads, so a worker prefetches
-  // them from the config line, without waiting for the context's lines. Null: none.
+  // for an RTCP stream) and the cache lines of each the engine reads (bit i: line i), so
+  // a worker prefetches them from the config line, without waiting for the context's
+  // lines. Null: none.
   const void* srtp_session[2] = {};
-  uint32_t srtp_session_bytes[2] = {};
+  uint64_t srtp_session_lines[2] = {};
 
   // ---- Line 2 ----
   alignas(kCacheLine) uint8_t expected_addr[16] = {};
@@ -99,7 +100,7 @@ struct alignas(kCacheLine) StreamConfig {
 };
 static_assert(offsetof(StreamConfig, egress) + sizeof(Egress) <= kCacheLine,
               "a plain packet's config fields fit one cache line");
-static_assert(offsetof(StreamConfig, srtp_session_bytes) + sizeof(uint32_t[2]) <= 2 * kCacheLine);
+static_assert(offsetof(StreamConfig, srtp_session_lines) + sizeof(uint64_t[2]) <= 2 * kCacheLine);
 
 // A worker's note to the control plane (event ring, POD).
 struct WorkerEvent {

@@ -1429,14 +1429,13 @@ const void* SrtpContext::DeviceSession(SrtpOp op) const noexcept {
   return rtcp ? rtcp_sessions_[dir] : rtp_sessions_[dir];
 }
 
-uint32_t SrtpContext::DeviceSessionBytes() const noexcept {
-  return srtp_internal::g_session_prefetch_bytes[aead_ ? 1 : 0];
+uint64_t SrtpContext::DeviceSessionLines() const noexcept {
+  return srtp_internal::g_session_prefetch_lines[aead_ ? 1 : 0];
 }
 
 void SrtpContext::PrefetchFor(const SrtpJob& job) const noexcept {
-  if (const auto* session = static_cast<const uint8_t*>(DeviceSession(job.op))) {
-    const uint32_t bytes = DeviceSessionBytes();
-    for (uint32_t off = 0; off < bytes; off += 64) rte_prefetch0(session + off);
+  if (const void* session = DeviceSession(job.op)) {
+    srtp_internal::PrefetchLines(session, DeviceSessionLines());
   }
   if (job.op == SrtpOp::kProtect || job.op == SrtpOp::kProtectRtcp) return;
   const bool rtcp = job.op == SrtpOp::kUnprotectRtcp;

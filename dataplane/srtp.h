@@ -245,10 +245,11 @@ class alignas(64) SrtpContext {
   // For the dataplane, a burst ahead of the engine's Run (which prefetches again, nearer
   // to use): the context lines a job of kind `op` reads first.
   void PrefetchContext(SrtpOp op) const noexcept { PrefetchLines(op); }
-  // The cryptodev session a job of kind `op` runs on (kIpsecMb; else null) and the octets
-  // of it the device reads, for prefetching it before the context is read.
+  // The engine session a job of kind `op` runs on (kIpsecMb: the cryptodev session or the
+  // direct path's keys; else null) and the cache lines of it that are read (bit i: line
+  // i), for prefetching them before the context is read.
   const void* DeviceSession(SrtpOp op) const noexcept;
-  uint32_t DeviceSessionBytes() const noexcept;
+  uint64_t DeviceSessionLines() const noexcept;
 
   // HMAC-SHA1 state after the key's inner and outer pad blocks (RFC 2104).
   struct HmacSha1Key {

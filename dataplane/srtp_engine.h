@@ -136,10 +136,23 @@ void FreeCryptodevSession(void* session, bool aead, uint64_t generation) noexcep
 // the engine goes through the PMD, else the keys for the direct path. Control plane.
 void* CreateEngineSession(rte_crypto_sym_xform* xforms) noexcept;
 void FreeEngineSession(void* session, bool aead, uint64_t generation) noexcept;
-// Octets of an engine session (the PMD's header line and data, or the direct path's keys)
-// the engine prefetches before they are read: [0] AES-CM, [1] GCM. Written by
-// InitSrtpCrypto.
-extern uint32_t g_session_prefetch_bytes[2];
+// The cache lines of an engine session (the PMD's header line and data, or the direct
+// path's keys) the engine prefetches before they are read, bit i for line i: [0] AES-CM,
+// [1] GCM. Written by InitSrtpCrypto.
+extern uint64_t g_session_prefetch_lines[2];
+
+// Prefetches (into all cache levels, or L2 and up if `l2`) the lines of `p` set in `lines`.
+inline void PrefetchLines(const void* p, uint64_t lines, bool l2 = false) noexcept {
+  const auto* base = static_cast<const char*>(p);
+  for (; lines != 0; lines &= lines - 1) {
+    const char* line = base + 64 * __builtin_ctzll(lines);
+    if (l2) {
+      __builtin_prefetch(line, 0, 2);  // = rte_prefetch1
+    } else {
+      __builtin_prefetch(line, 0, 3);  // = rte_prefetch0
+    }
+  }
+}
 // Tests: the next InitSrtpCrypto(kIpsecMb) runs GCM on aesni_mb, as without the aesni_gcm
 // driver.
 extern bool g_force_gcm_on_mb;
