@@ -1430,7 +1430,10 @@ const void* SrtpContext::DeviceSession(SrtpOp op) const noexcept {
 }
 
 uint64_t SrtpContext::DeviceSessionLines() const noexcept {
-  return srtp_internal::g_session_prefetch_lines[aead_ ? 1 : 0];
+  const bool aes256 = suite_ == SrtpSuite::kAes256CmHmacSha1_80 ||
+                      suite_ == SrtpSuite::kAes256CmHmacSha1_32 ||
+                      suite_ == SrtpSuite::kAeadAes256Gcm;
+  return srtp_internal::g_session_prefetch_lines[aead_ ? 1 : 0][aes256 ? 1 : 0];
 }
 
 void SrtpContext::PrefetchFor(const SrtpJob& job) const noexcept {

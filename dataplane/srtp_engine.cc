@@ -111,20 +111,20 @@ IMB_MGR* NewImbManager(std::string* error) {
 
 // The direct path's stand-in for a cryptodev session: what intel-ipsec-mb needs for one
 // half and direction of a context, made from the same xforms, laid out so a packet reads
-// few lines. AES-CM: the AES round keys, the HMAC-SHA1 inner and outer states, the kind
-// (lines 0-4). GCM: the library's key data, whose round keys come first (lines 0-3) and
-// whose GHASH key powers end with H^1, so a packet of up to 256 octets reads the last 16
-// of them (lines 11-15), then the kind (line 15). (Measured with `karl-bench`: 17 lines a
-// GCM packet instead of these 9 cost 10% of GCM protect.)
+// few lines. AES-CM: the kind, the HMAC-SHA1 inner and outer states and the AES round
+// keys (lines 0-3 for AES-128, 0-4 for AES-256). GCM: the library's key data, whose round keys come
+// first (lines 0-3) and whose GHASH key powers end with H^1, so a packet of up to 256 octets reads
+// the last 16 of them (lines 11-15), then the kind (line 15). (Measured with `karl-bench`: 17 lines
+// a GCM packet instead of these 9 cost 10% of GCM protect.)
 enum class DirectKind : uint8_t { kCmProtect, kCmUnprotect, kGcmEncrypt, kGcmDecrypt };
 struct alignas(64) DirectKeys {
   union Keys {
     struct Cm {
-      uint8_t aes[16 * 15];
-      uint8_t ipad[20];
-      uint8_t opad[20];
       DirectKind kind;
       uint8_t key_len;  // 16 or 32
+      uint8_t ipad[20];
+      uint8_t opad[20];
+      alignas(16) uint8_t aes[16 * 15];  // AES-128 uses 11 of the 15 round keys
     } cm;
     gcm_key_data gcm;
   } keys;
@@ -132,8 +132,11 @@ struct alignas(64) DirectKeys {
   uint8_t gcm_key_len;
 };
 static_assert(sizeof(gcm_key_data) == 1008 && offsetof(DirectKeys, gcm_kind) == 1008 &&
-              sizeof(DirectKeys) == 1024 && sizeof(DirectKeys::Keys::Cm) <= 5 * 64);
-constexpr uint64_t kDirectCmLines = 0x1f;
+              sizeof(DirectKeys) == 1024 &&
+              offsetof(DirectKeys::Keys::Cm, aes) + 11 * 16 <= 4 * 64 &&
+              sizeof(DirectKeys::Keys::Cm) <= 5 * 64);
+constexpr uint64_t kDirectCm128Lines = 0xf;
+constexpr uint64_t kDirectCm256Lines = 0x1f;
 constexpr uint64_t kDirectGcmLines = 0xf | uint64_t{0x1f} << 11;
 
 // The symmetric op after an rte_crypto_op (its C++ declaration is a zero-length array,
@@ -415,7 +418,7 @@ absl::Status InitIpsecMb(CryptoState& st, unsigned nb_workers, IpsecMbPath path)
   // (prefetching only its first 512 octets measured slower than all or nothing).
   for (int r : {kMbDevice, kGcmDevice}) {
     const uint32_t lines = (64 + st.dev[r].session_size + 63) / 64;
-    srtp_internal::g_session_prefetch_lines[r] =
+    srtp_internal::g_session_prefetch_lines[r][0] = srtp_internal::g_session_prefetch_lines[r][1] =
         lines >= 64 ? ~uint64_t{0} : (uint64_t{1} << lines) - 1;
   }
   st.direct = path == IpsecMbPath::kDirect;
@@ -426,8 +429,10 @@ absl::Status InitIpsecMb(CryptoState& st, unsigned nb_workers, IpsecMbPath path)
       TearDownIpsecMb(st);
       return absl::ResourceExhaustedError(absl::StrCat("srtp.engine ipsec_mb: ", error));
     }
-    srtp_internal::g_session_prefetch_lines[kMbDevice] = kDirectCmLines;
-    srtp_internal::g_session_prefetch_lines[kGcmDevice] = kDirectGcmLines;
+    srtp_internal::g_session_prefetch_lines[kMbDevice][0] = kDirectCm128Lines;
+    srtp_internal::g_session_prefetch_lines[kMbDevice][1] = kDirectCm256Lines;
+    srtp_internal::g_session_prefetch_lines[kGcmDevice][0] = kDirectGcmLines;
+    srtp_internal::g_session_prefetch_lines[kGcmDevice][1] = kDirectGcmLines;
   }
   // Engines hold kChunk ops each: one per worker, the control plane's, and a few spare for
   // engines made by tests and benchmarks.
@@ -790,7 +795,7 @@ void* MakeDirectKeysIn(CryptoState& st, rte_mempool* pool, const rte_crypto_sym_
 
 namespace srtp_internal {
 
-uint64_t g_session_prefetch_lines[2] = {0, 0};
+uint64_t g_session_prefetch_lines[2][2] = {};
 bool g_force_gcm_on_mb = false;
 
 int CryptodevId(bool aead) noexcept {

@@ -138,8 +138,8 @@ void* CreateEngineSession(rte_crypto_sym_xform* xforms) noexcept;
 void FreeEngineSession(void* session, bool aead, uint64_t generation) noexcept;
 // The cache lines of an engine session (the PMD's header line and data, or the direct
 // path's keys) the engine prefetches before they are read, bit i for line i: [0] AES-CM,
-// [1] GCM. Written by InitSrtpCrypto.
-extern uint64_t g_session_prefetch_lines[2];
+// [1] GCM; [.][0] 128-bit keys, [.][1] 256-bit. Written by InitSrtpCrypto.
+extern uint64_t g_session_prefetch_lines[2][2];
 
 // Prefetches (into all cache levels, or L2 and up if `l2`) the lines of `p` set in `lines`.
 inline void PrefetchLines(const void* p, uint64_t lines, bool l2 = false) noexcept {
