@@ -166,10 +166,12 @@ class IpsecMbSrtpEngine final : public SrtpEngine {
 
  private:
   void RunChunk(SrtpJob* jobs, uint16_t n) noexcept;
-  // The direct path: ops[0, n) (AES-CM ones, GCM ones) on this engine's intel-ipsec-mb
-  // manager, statuses set as the device would.
-  void RunDirectCm(rte_crypto_op* const* ops, uint16_t n) noexcept;
-  void RunDirectGcm(rte_crypto_op* const* ops, uint16_t n) noexcept;
+  // The direct path, on this engine's intel-ipsec-mb manager, each op's status set as the
+  // device would: an AES-CM op submitted as a multi-buffer job (done by FlushCm at the
+  // latest), a GCM op run at once.
+  void SubmitCm(rte_crypto_op* op) noexcept;
+  void FlushCm() noexcept;
+  void RunGcm(rte_crypto_op* op) noexcept;
   // Enqueues queue_[d][0, nb[d]) on both devices and dequeues until every op is back.
   void Submit(const uint16_t nb[2]) noexcept;
   // The mbuf the device reads pkt through: the job's own, or a shell pointed at pkt.
@@ -530,11 +532,6 @@ void IpsecMbSrtpEngine::Run(SrtpJob* jobs, uint16_t n) noexcept {
 }
 
 void IpsecMbSrtpEngine::Submit(const uint16_t nb[2]) noexcept {
-  if (mgr_ != nullptr) {
-    RunDirectCm(queue_[kMbDevice], nb[kMbDevice]);
-    RunDirectGcm(queue_[kGcmDevice], nb[kGcmDevice]);
-    return;
-  }
   // With GCM on aesni_mb both queues go to the same queue pair: one after the other.
   uint16_t enqueued[2] = {0, 0}, dequeued[2] = {0, 0};
   uint32_t idle = 0;
@@ -573,78 +570,73 @@ void CompleteCm(IMB_JOB* job) noexcept {
 
 }  // namespace
 
-void IpsecMbSrtpEngine::RunDirectCm(rte_crypto_op* const* ops, uint16_t n) noexcept {
+void IpsecMbSrtpEngine::SubmitCm(rte_crypto_op* op) noexcept {
   const uint16_t iv_at = static_cast<uint16_t>(ScratchOffset() + offsetof(SrtpOpScratch, iv));
-  for (uint16_t i = 0; i < n; ++i) {
-    rte_crypto_op* op = ops[i];
-    const rte_crypto_sym_op* sym = SymOp(op);
-    const DirectKeys::Keys::Cm& k = static_cast<const DirectKeys*>(sym->session)->keys.cm;
-    uint8_t* data = rte_pktmbuf_mtod(sym->m_src, uint8_t*);
-    // RFC 3711 §3.3: encrypt, then the tag over the ciphertext; to unprotect the tag over
-    // what arrived, then decrypt (Karl compares the tags). SRTCP with E=0: no cipher.
-    const bool protect = k.kind == DirectKind::kCmProtect;
-    IMB_JOB* job = IMB_GET_NEXT_JOB(mgr_);
-    job->chain_order = protect ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
-    job->cipher_direction = protect ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
-    job->cipher_mode = sym->cipher.data.length != 0 ? IMB_CIPHER_CNTR : IMB_CIPHER_NULL;
-    job->enc_keys = k.aes;
-    job->dec_keys = k.aes;
-    job->key_len_in_bytes = k.key_len;
-    job->src = data;
-    job->dst = data + sym->cipher.data.offset;
-    job->cipher_start_src_offset_in_bytes = sym->cipher.data.offset;
-    job->msg_len_to_cipher_in_bytes = sym->cipher.data.length;
-    job->iv = rte_crypto_op_ctod_offset(op, const uint8_t*, iv_at);
-    job->iv_len_in_bytes = 16;  // the whole counter block (§4.1.1)
-    job->hash_alg = IMB_AUTH_HMAC_SHA_1;
-    job->u.HMAC._hashed_auth_key_xor_ipad = k.ipad;
-    job->u.HMAC._hashed_auth_key_xor_opad = k.opad;
-    job->hash_start_src_offset_in_bytes = sym->auth.data.offset;
-    job->msg_len_to_hash_in_bytes = sym->auth.data.length;
-    job->auth_tag_output = sym->auth.digest.data;
-    job->auth_tag_output_len_in_bytes = 20;
-    job->user_data = op;
-    for (job = IMB_SUBMIT_JOB(mgr_); job != nullptr; job = IMB_GET_COMPLETED_JOB(mgr_)) {
-      CompleteCm(job);
-    }
-  }
-  if (n != 0) {
-    while (IMB_JOB* job = IMB_FLUSH_JOB(mgr_)) CompleteCm(job);
+  const rte_crypto_sym_op* sym = SymOp(op);
+  const DirectKeys::Keys::Cm& k = static_cast<const DirectKeys*>(sym->session)->keys.cm;
+  uint8_t* data = rte_pktmbuf_mtod(sym->m_src, uint8_t*);
+  // RFC 3711 §3.3: encrypt, then the tag over the ciphertext; to unprotect the tag over
+  // what arrived, then decrypt (Karl compares the tags). SRTCP with E=0: no cipher.
+  const bool protect = k.kind == DirectKind::kCmProtect;
+  IMB_JOB* job = IMB_GET_NEXT_JOB(mgr_);
+  job->chain_order = protect ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
+  job->cipher_direction = protect ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
+  job->cipher_mode = sym->cipher.data.length != 0 ? IMB_CIPHER_CNTR : IMB_CIPHER_NULL;
+  job->enc_keys = k.aes;
+  job->dec_keys = k.aes;
+  job->key_len_in_bytes = k.key_len;
+  job->src = data;
+  job->dst = data + sym->cipher.data.offset;
+  job->cipher_start_src_offset_in_bytes = sym->cipher.data.offset;
+  job->msg_len_to_cipher_in_bytes = sym->cipher.data.length;
+  job->iv = rte_crypto_op_ctod_offset(op, const uint8_t*, iv_at);
+  job->iv_len_in_bytes = 16;  // the whole counter block (§4.1.1)
+  job->hash_alg = IMB_AUTH_HMAC_SHA_1;
+  job->u.HMAC._hashed_auth_key_xor_ipad = k.ipad;
+  job->u.HMAC._hashed_auth_key_xor_opad = k.opad;
+  job->hash_start_src_offset_in_bytes = sym->auth.data.offset;
+  job->msg_len_to_hash_in_bytes = sym->auth.data.length;
+  job->auth_tag_output = sym->auth.digest.data;
+  job->auth_tag_output_len_in_bytes = 20;
+  job->user_data = op;
+  for (job = IMB_SUBMIT_JOB(mgr_); job != nullptr; job = IMB_GET_COMPLETED_JOB(mgr_)) {
+    CompleteCm(job);
   }
 }
 
-void IpsecMbSrtpEngine::RunDirectGcm(rte_crypto_op* const* ops, uint16_t n) noexcept {
+void IpsecMbSrtpEngine::FlushCm() noexcept {
+  while (IMB_JOB* job = IMB_FLUSH_JOB(mgr_)) CompleteCm(job);
+}
+
+void IpsecMbSrtpEngine::RunGcm(rte_crypto_op* op) noexcept {
   const uint16_t iv_at = static_cast<uint16_t>(ScratchOffset() + offsetof(SrtpOpScratch, iv));
-  for (uint16_t i = 0; i < n; ++i) {
-    rte_crypto_op* op = ops[i];
-    const rte_crypto_sym_op* sym = SymOp(op);
-    const auto* k = static_cast<const DirectKeys*>(sym->session);
-    uint8_t* p = rte_pktmbuf_mtod(sym->m_src, uint8_t*) + sym->aead.data.offset;
-    const uint64_t len = sym->aead.data.length;
-    const uint8_t* iv = rte_crypto_op_ctod_offset(op, const uint8_t*, iv_at);
-    const uint8_t* aad = sym->aead.aad.data;
-    gcm_context_data ctx;
-    if (k->gcm_kind == DirectKind::kGcmEncrypt) {  // RFC 7714 §8-9: the tag after the payload
-      if (k->gcm_key_len == 16) {
-        IMB_AES128_GCM_ENC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, sym->aead.digest.data,
-                           16);
-      } else {
-        IMB_AES256_GCM_ENC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, sym->aead.digest.data,
-                           16);
-      }
-      op->status = RTE_CRYPTO_OP_STATUS_SUCCESS;
-      continue;
-    }
-    uint8_t tag[16];
+  const rte_crypto_sym_op* sym = SymOp(op);
+  const auto* k = static_cast<const DirectKeys*>(sym->session);
+  uint8_t* p = rte_pktmbuf_mtod(sym->m_src, uint8_t*) + sym->aead.data.offset;
+  const uint64_t len = sym->aead.data.length;
+  const uint8_t* iv = rte_crypto_op_ctod_offset(op, const uint8_t*, iv_at);
+  const uint8_t* aad = sym->aead.aad.data;
+  gcm_context_data ctx;
+  if (k->gcm_kind == DirectKind::kGcmEncrypt) {  // RFC 7714 §8-9: the tag after the payload
     if (k->gcm_key_len == 16) {
-      IMB_AES128_GCM_DEC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, tag, 16);
+      IMB_AES128_GCM_ENC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, sym->aead.digest.data,
+                         16);
     } else {
-      IMB_AES256_GCM_DEC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, tag, 16);
+      IMB_AES256_GCM_ENC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, sym->aead.digest.data,
+                         16);
     }
-    op->status = CRYPTO_memcmp(tag, sym->aead.digest.data, 16) == 0
-                     ? RTE_CRYPTO_OP_STATUS_SUCCESS
-                     : RTE_CRYPTO_OP_STATUS_AUTH_FAILED;
+    op->status = RTE_CRYPTO_OP_STATUS_SUCCESS;
+    return;
   }
+  uint8_t tag[16];
+  if (k->gcm_key_len == 16) {
+    IMB_AES128_GCM_DEC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, tag, 16);
+  } else {
+    IMB_AES256_GCM_DEC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, tag, 16);
+  }
+  op->status = CRYPTO_memcmp(tag, sym->aead.digest.data, 16) == 0
+                   ? RTE_CRYPTO_OP_STATUS_SUCCESS
+                   : RTE_CRYPTO_OP_STATUS_AUTH_FAILED;
 }
 
 void IpsecMbSrtpEngine::RunChunk(SrtpJob* jobs, uint16_t n) noexcept {
@@ -673,10 +665,23 @@ void IpsecMbSrtpEngine::RunChunk(SrtpJob* jobs, uint16_t n) noexcept {
     SymOp(op)->m_src = Source(job, i, &base);
     if (job.ctx->Prepare(job, op, base, epoch, &pending_[i]) == SrtpContext::Step::kDevice) {
       const int d = job.ctx->aead_ ? kGcmDevice : kMbDevice;
-      queue_[d][nb[d]++] = op;
+      if (mgr_ != nullptr && d == kMbDevice) {
+        // The direct path's AES-CM job right away, while its keys and packet are in L1
+        // (the verdicts are still taken in job order below, after the flush). GCM ops run
+        // after the loop: run here, between the framings, they measured 6% slower.
+        SubmitCm(op);
+        ++nb[d];
+      } else {
+        queue_[d][nb[d]++] = op;
+      }
     }
   }
-  if (nb[0] + nb[1] != 0) Submit(nb);
+  if (mgr_ != nullptr) {
+    if (nb[kMbDevice] != 0) FlushCm();
+    for (uint16_t k = 0; k < nb[kGcmDevice]; ++k) RunGcm(queue_[kGcmDevice][k]);
+  } else if (nb[0] + nb[1] != 0) {
+    Submit(nb);
+  }
   stats_.device_ops += nb[0] + nb[1];
   // Tags, MKIs, replay checks and state updates, in job order.
   for (uint16_t i = 0; i < n; ++i) {
