@@ -85,7 +85,7 @@ struct alignas(kCacheLine) StreamConfig {
   // successive configs of a stream while its keys stay, so a re-publish keeps the ROC.
   alignas(kCacheLine) std::shared_ptr<SrtpContext> srtp_in;
   std::shared_ptr<SrtpContext> srtp_out;
-  // Filled by Dataplane::PublishStream: the cryptodev sessions (ipsec_mb engine) those
+  // Filled by Dataplane::PublishStream: the engine sessions (ipsec_mb engine) those
   // contexts run this stream's packets on ([0] srtp_in, [1] srtp_out; RTP's, or SRTCP's
   // for an RTCP stream) and the cache lines of each the engine reads (bit i: line i), so
   // a worker prefetches them from the config line, without waiting for the context's

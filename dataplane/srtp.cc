@@ -898,7 +898,8 @@ SrtpContext::~SrtpContext() {
     EVP_CIPHER_CTX_free(Ctx(h->enc));
     EVP_CIPHER_CTX_free(Ctx(h->dec));
   }
-  // rte_cryptodev_sym_session_free zeroes the sessions' key material.
+  // rte_cryptodev_sym_session_free zeroes the sessions' key material (FreeEngineSession
+  // zeroes the direct path's keys itself).
   for (void** half : {rtp_sessions_, rtcp_sessions_}) {
     for (int dir : {kProtectDir, kUnprotectDir}) {
       srtp_internal::FreeEngineSession(half[dir], aead_, session_generation_);
