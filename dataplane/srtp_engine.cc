@@ -463,6 +463,7 @@ absl::Status InitIpsecMb(CryptoState& st, unsigned nb_workers, IpsecMbPath path)
 }  // namespace
 
 IpsecMbSrtpEngine::~IpsecMbSrtpEngine() {
+  if (mgr_ != nullptr) free_mb_mgr(mgr_);  // the engine's own, whatever became of the setup
   CryptoState& st = State();
   // TearDownIpsecMb zeroes the generation before it destroys the control engine, so only
   // workers' engines get past here (and take the lock).
@@ -471,7 +472,6 @@ IpsecMbSrtpEngine::~IpsecMbSrtpEngine() {
   if (st.generation.load() != generation_) return;
   if (op_pool_ != nullptr) rte_mempool_put_bulk(op_pool_, reinterpret_cast<void**>(ops_), kChunk);
   if (qp_ < st.qp_taken.size()) st.qp_taken[qp_] = false;
-  if (mgr_ != nullptr) free_mb_mgr(mgr_);
 }
 
 bool IpsecMbSrtpEngine::Init(rte_mempool* op_pool) {
