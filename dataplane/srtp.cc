@@ -1431,9 +1431,7 @@ const void* SrtpContext::DeviceSession(SrtpOp op) const noexcept {
 }
 
 uint64_t SrtpContext::DeviceSessionLines() const noexcept {
-  const bool aes256 = suite_ == SrtpSuite::kAes256CmHmacSha1_80 ||
-                      suite_ == SrtpSuite::kAes256CmHmacSha1_32 ||
-                      suite_ == SrtpSuite::kAeadAes256Gcm;
+  const bool aes256 = GetSrtpSuiteInfo(suite_).master_key_len == 32;
   return srtp_internal::g_session_prefetch_lines[aead_ ? 1 : 0][aes256 ? 1 : 0];
 }
 

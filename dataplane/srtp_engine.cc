@@ -112,10 +112,11 @@ IMB_MGR* NewImbManager(std::string* error) {
 // The direct path's stand-in for a cryptodev session: what intel-ipsec-mb needs for one
 // half and direction of a context, made from the same xforms, laid out so a packet reads
 // few lines. AES-CM: the kind, the HMAC-SHA1 inner and outer states and the AES round
-// keys (lines 0-3 for AES-128, 0-4 for AES-256). GCM: the library's key data, whose round keys come
-// first (lines 0-3) and whose GHASH key powers end with H^1, so a packet of up to 256 octets reads
-// the last 16 of them (lines 11-15), then the kind (line 15). (Measured with `karl-bench`: 17 lines
-// a GCM packet instead of these 9 cost 10% of GCM protect.)
+// keys (lines 0-3 for AES-128, 0-4 for AES-256). GCM: the library's key data, whose round
+// keys come first (lines 0-3) and whose GHASH key powers end with H^1, so a packet of up
+// to 256 octets reads the last 16 of them (lines 11-15), then the kind (line 15).
+// (Prefetching all 17 lines of a GCM block instead of these 9 measured ~10% slower GCM
+// protect and half the GCM unprotect rate; docs/performance.md, session 8.)
 enum class DirectKind : uint8_t { kCmProtect, kCmUnprotect, kGcmEncrypt, kGcmDecrypt };
 struct alignas(64) DirectKeys {
   union Keys {
@@ -779,9 +780,9 @@ void* MakeDirectKeysIn(CryptoState& st, rte_mempool* pool, const rte_crypto_sym_
   cm.key_len = static_cast<uint8_t>(cipher->cipher.key.length);
   alignas(16) uint8_t dec[16 * 15];
   if (cm.key_len == 16) {
-    IMB_AES_KEYEXP_128(m, cipher->cipher.key.data, k->keys.cm.aes, dec);
+    IMB_AES_KEYEXP_128(m, cipher->cipher.key.data, cm.aes, dec);
   } else {
-    IMB_AES_KEYEXP_256(m, cipher->cipher.key.data, k->keys.cm.aes, dec);
+    IMB_AES_KEYEXP_256(m, cipher->cipher.key.data, cm.aes, dec);
   }
   // RFC 2104: the SHA-1 states after (key ^ ipad) and (key ^ opad), one block each.
   alignas(16) uint8_t block[64];
@@ -789,7 +790,7 @@ void* MakeDirectKeysIn(CryptoState& st, rte_mempool* pool, const rte_crypto_sym_
     std::memset(block, pass == 0 ? 0x36 : 0x5c, sizeof(block));
     for (uint16_t i = 0; i < auth->auth.key.length && i < 64; ++i)
       block[i] ^= auth->auth.key.data[i];
-    IMB_SHA1_ONE_BLOCK(m, block, pass == 0 ? k->keys.cm.ipad : k->keys.cm.opad);
+    IMB_SHA1_ONE_BLOCK(m, block, pass == 0 ? cm.ipad : cm.opad);
   }
   OPENSSL_cleanse(block, sizeof(block));
   OPENSSL_cleanse(dec, sizeof(dec));
