@@ -8,6 +8,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -411,6 +412,22 @@ TEST(ChecksumTest, FastSumMatchesDpdkRawChecksumForEveryLengthAndAlignment) {
   }
   std::vector<uint8_t> ones(65535, 0xff);
   EXPECT_EQ(detail::FastSum(ones.data(), 65535), rte_raw_cksum(ones.data(), 65535));
+}
+
+// The vector sum reads a datagram's tail with a masked load: it must never touch an octet
+// past `len`. Data that ends right before an inaccessible page would fault if it did.
+TEST(ChecksumTest, FastSumNeverReadsPastTheEnd) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* map = mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(map, MAP_FAILED);
+  auto* base = static_cast<uint8_t*>(map);
+  ASSERT_EQ(mprotect(base + page, page, PROT_NONE), 0);
+  for (size_t i = 0; i < page; ++i) base[i] = static_cast<uint8_t>(i * 131 + 7);
+  for (uint32_t len = 0; len <= 300; ++len) {
+    const uint8_t* data = base + page - len;
+    ASSERT_EQ(detail::FastSum(data, len), rte_raw_cksum(data, len)) << "length " << len;
+  }
+  munmap(map, 2 * page);
 }
 
 // ---- The relay path: streams, forward action, latching, RTCP ----
