@@ -39,9 +39,9 @@ double LibsrtpProtectMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {
 double RawCryptodevMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {});
 
 // The same work on intel-ipsec-mb called directly, as the ipsec_mb engine's direct path
-// does (D27): a multi-buffer job per packet (AES-CTR then HMAC-SHA1), the manager flushed
-// after each burst, or AES-GCM per packet; key material per stream, no SRTP framing. The
-// limit for the engine on that path. Needs no EAL.
+// does (D27): a job per packet run in the library's synchronous bursts (AES-CTR over the
+// burst, then HMAC-SHA1 over it), or AES-GCM per packet; key material per stream, no SRTP
+// framing. The limit for the engine on that path. Needs no EAL.
 double RawIpsecMbMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {});
 
 // rte_cryptodev_sym_cpu_crypto_process on the same devices and sessions, one packet a call
