@@ -17,8 +17,6 @@
 namespace karl::dp {
 namespace {
 
-constexpr unsigned kPrefetchAhead = 8;
-
 // Prefetches the whole frame (media frames are a few cache lines; the UDP checksum
 // reads all of them) when it is not much larger than a media packet.
 inline void PrefetchFrame(const rte_mbuf* m) noexcept {
@@ -445,11 +443,10 @@ inline void ProcessBurst(WorkerState* w, BurstScratch* scratch, const PortContex
   uint16_t nb_control = 0;
   uint16_t nb_media = 0;
   uint32_t ids[kMaxBurst];
-  // The mbuf headers, then the frames ahead: at the guessed offset from the mbuf, so the
-  // two misses overlap instead of the frame's waiting for the header (reading data_off).
-  // The parser reads the first two lines (up to the RTP header over IPv6); the UDP
-  // checksum check, the whole frame.
-  for (uint16_t i = 0; i < n; ++i) rte_prefetch0(pkts[i]);
+  // The mbuf headers, then the frames ahead (kHeaderAhead, kFrameL2Ahead, kPrefetchAhead):
+  // at the guessed offset from the mbuf, so the two misses overlap instead of the frame's
+  // waiting for the header (reading data_off). The parser reads the first two lines (up to
+  // the RTP header over IPv6); the UDP checksum check, the whole frame.
   const intptr_t guess = w->frame_offset_guess;
   const uint32_t lines = port.verify_udp_checksum ? 4 : 2;
   auto prefetch_frame = [guess, lines](const rte_mbuf* m) {
@@ -460,9 +457,19 @@ inline void ProcessBurst(WorkerState* w, BurstScratch* scratch, const PortContex
     const char* frame = reinterpret_cast<const char*>(m) + guess;
     for (uint32_t l = 0; l < lines; ++l) rte_prefetch0(frame + l * kCacheLine);
   };
+  auto prefetch_frame_l2 = [guess, lines](const rte_mbuf* m) {
+    const char* frame = reinterpret_cast<const char*>(m) + guess;
+    for (uint32_t l = 0; l < lines; ++l) rte_prefetch1(frame + l * kCacheLine);
+  };
+  for (uint16_t i = 0; i < n && i < kHeaderAhead; ++i) rte_prefetch0(pkts[i]);
+  if (guess != 0) {
+    for (uint16_t i = kPrefetchAhead; i < n && i < kFrameL2Ahead; ++i) prefetch_frame_l2(pkts[i]);
+  }
   for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) prefetch_frame(pkts[i]);
   // Pass 1: parse and validate every frame.
   for (uint16_t i = 0; i < n; ++i) {
+    if (i + kHeaderAhead < n) rte_prefetch0(pkts[i + kHeaderAhead]);
+    if (guess != 0 && i + kFrameL2Ahead < n) prefetch_frame_l2(pkts[i + kFrameL2Ahead]);
     if (i + kPrefetchAhead < n) prefetch_frame(pkts[i + kPrefetchAhead]);
     rte_mbuf* m = pkts[i];
     tally->bytes += m->pkt_len;

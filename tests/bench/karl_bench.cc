@@ -113,9 +113,10 @@ int ReferenceMain(void* p) {
 // A relay's memory floor: io-forwarding that also reads the frame lines a relay must read
 // and writes its headers, with nothing else (no parsing, no sessions): reads one word of
 // each of the first `lines` 64-octet lines of the frame, swaps the MAC addresses (testpmd
-// "macswap") and transmits. Prefetches like Karl's worker: frames 8 packets ahead at the
-// offset the first frame had from its mbuf, and each mbuf's second line (which the null
-// PMD's free reads) once its frame was read.
+// "macswap") and transmits. Prefetches like Karl's worker: the mbuf headers
+// kHeaderAhead packets ahead, the frames into L2 kFrameL2Ahead and into L1 kPrefetchAhead
+// ahead, at the offset the first frame had from its mbuf, and each mbuf's second line
+// (which the null PMD's free reads) once its frame was read.
 struct TouchArgs {
   RefArgs ref;
   unsigned lines;  // 64-octet lines of each frame to read: all, or 1 (the headers)
@@ -123,8 +124,8 @@ struct TouchArgs {
 };
 
 int TouchFwdMain(void* p) {
+  using karl::dp::kFrameL2Ahead, karl::dp::kHeaderAhead, karl::dp::kPrefetchAhead;
   auto* a = static_cast<TouchArgs*>(p);
-  constexpr unsigned kAhead = 8;
   rte_mbuf* pkts[karl::dp::kMaxBurst];
   uint64_t total = 0, sum = 0;
   intptr_t offset = 0;
@@ -132,14 +133,24 @@ int TouchFwdMain(void* p) {
     const uint16_t n = rte_eth_rx_burst(a->ref.rx_port, 0, pkts, a->ref.burst);
     if (n == 0) continue;
     if (offset == 0) offset = rte_pktmbuf_mtod(pkts[0], char*) - reinterpret_cast<char*>(pkts[0]);
-    auto prefetch = [&](rte_mbuf* m) {
-      rte_prefetch0(m);
+    auto prefetch = [&](rte_mbuf* m, bool l2) {
       const char* f = reinterpret_cast<const char*>(m) + offset;
-      for (unsigned l = 0; l < a->lines; ++l) rte_prefetch0(f + 64 * l);
+      for (unsigned l = 0; l < a->lines; ++l) {
+        if (l2) {
+          rte_prefetch1(f + 64 * l);
+        } else {
+          rte_prefetch0(f + 64 * l);
+        }
+      }
     };
-    for (unsigned i = 0; i < std::min<unsigned>(kAhead, n); ++i) prefetch(pkts[i]);
+    for (unsigned i = 0; i < std::min<unsigned>(kHeaderAhead, n); ++i) rte_prefetch0(pkts[i]);
+    for (unsigned i = kPrefetchAhead; i < std::min<unsigned>(kFrameL2Ahead, n); ++i)
+      prefetch(pkts[i], true);
+    for (unsigned i = 0; i < std::min<unsigned>(kPrefetchAhead, n); ++i) prefetch(pkts[i], false);
     for (unsigned i = 0; i < n; ++i) {
-      if (i + kAhead < n) prefetch(pkts[i + kAhead]);
+      if (i + kHeaderAhead < n) rte_prefetch0(pkts[i + kHeaderAhead]);
+      if (i + kFrameL2Ahead < n) prefetch(pkts[i + kFrameL2Ahead], true);
+      if (i + kPrefetchAhead < n) prefetch(pkts[i + kPrefetchAhead], false);
       auto* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
       for (unsigned off = 0; off < 64 * a->lines; off += 64) {
         uint64_t w;
