@@ -6,9 +6,10 @@
 // those of running its jobs one at a time in the order given.
 //
 //   ipsec_mb  (default) intel-ipsec-mb, the library under DPDK's crypto_ipsec_mb PMD: the
-//             burst's AES-CM jobs go to the worker's own multi-buffer manager in one go, so
-//             it interleaves packets of many streams (AES-CTR + HMAC-SHA1 chained), and GCM
-//             runs per packet on its AES-GCM functions. Karl does the RFC 3711 framing.
+//             burst's AES-CM jobs run on the worker's own manager as the library's
+//             synchronous bursts (AES-CTR over them all, HMAC-SHA1 over them all, its lanes
+//             interleaving packets of many streams), and GCM runs per packet on its AES-GCM
+//             functions. Karl does the RFC 3711 framing.
 //             The path (IpsecMbPath, config srtp.ipsec_mb_path, D27): `direct` (default)
 //             calls the library with key material Karl keeps per context; `cryptodev` makes
 //             each job a cryptodev op on the crypto_aesni_mb / crypto_aesni_gcm device,
