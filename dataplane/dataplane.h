@@ -33,8 +33,8 @@ inline constexpr uint16_t kMaxBurst = 256;
 // Packets ahead of the parser at which a burst's memory is requested: the mbuf headers,
 // the frames into L2, then into L1. A burst is 128 packets by default; asking for all of
 // its headers at once overflows the core's miss buffers, and frames asked for only into
-// L1 arrive too late at 10 Mpps. Measured: forward 8.71 -> 9.98 Mpps, 0.56 -> 0.62x
-// touch-fwd per run (alternating karl-bench runs; docs/performance.md, session 9).
+// L1 arrive too late at 10 Mpps. Measured: forward 9.04 -> 10.68 Mpps, drop 12.87 ->
+// 15.26 (8 alternating karl-bench runs; docs/performance.md, session 9).
 inline constexpr unsigned kHeaderAhead = 24;
 inline constexpr unsigned kFrameL2Ahead = 32;
 inline constexpr unsigned kPrefetchAhead = 8;
