@@ -594,10 +594,9 @@ void IpsecMbSrtpEngine::QueueCm(rte_crypto_op* op) noexcept {
   const bool protect = k.kind == DirectKind::kCmProtect;
   const bool cipher = sym->cipher.data.length != 0;
   cm_class_[nb_cm_] = CmClass(protect, cipher, k.key_len);
+  // The class stands for the job's order, direction and cipher mode, and the burst calls
+  // take those and the hash (HMAC-SHA1) as arguments (RunCmClass).
   IMB_JOB* job = &cm_jobs_[nb_cm_++];
-  job->chain_order = protect ? IMB_ORDER_CIPHER_HASH : IMB_ORDER_HASH_CIPHER;
-  job->cipher_direction = protect ? IMB_DIR_ENCRYPT : IMB_DIR_DECRYPT;
-  job->cipher_mode = cipher ? IMB_CIPHER_CNTR : IMB_CIPHER_NULL;
   job->enc_keys = k.aes;
   job->dec_keys = k.aes;
   job->key_len_in_bytes = k.key_len;
@@ -607,7 +606,6 @@ void IpsecMbSrtpEngine::QueueCm(rte_crypto_op* op) noexcept {
   job->msg_len_to_cipher_in_bytes = sym->cipher.data.length;
   job->iv = rte_crypto_op_ctod_offset(op, const uint8_t*, iv_at);
   job->iv_len_in_bytes = 16;  // the whole counter block (§4.1.1)
-  job->hash_alg = IMB_AUTH_HMAC_SHA_1;
   job->u.HMAC._hashed_auth_key_xor_ipad = k.ipad;
   job->u.HMAC._hashed_auth_key_xor_opad = k.opad;
   job->hash_start_src_offset_in_bytes = sym->auth.data.offset;

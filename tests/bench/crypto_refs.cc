@@ -399,10 +399,7 @@ double RawIpsecMbMpps(SrtpSuite suite, const CryptoBenchOptions& opt) {
           }
           continue;
         }
-        IMB_JOB* job = &jobs[i];
-        job->chain_order = IMB_ORDER_CIPHER_HASH;
-        job->cipher_direction = IMB_DIR_ENCRYPT;
-        job->cipher_mode = IMB_CIPHER_CNTR;
+        IMB_JOB* job = &jobs[i];  // the burst calls take mode, direction and hash
         job->enc_keys = k[s].aes;
         job->dec_keys = k[s].aes;
         job->key_len_in_bytes = info.master_key_len;
@@ -412,7 +409,6 @@ double RawIpsecMbMpps(SrtpSuite suite, const CryptoBenchOptions& opt) {
         job->msg_len_to_cipher_in_bytes = opt.payload;
         job->iv = iv;
         job->iv_len_in_bytes = 16;
-        job->hash_alg = IMB_AUTH_HMAC_SHA_1;
         job->u.HMAC._hashed_auth_key_xor_ipad = k[s].ipad;
         job->u.HMAC._hashed_auth_key_xor_opad = k[s].opad;
         job->hash_start_src_offset_in_bytes = 0;
