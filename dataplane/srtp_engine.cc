@@ -112,11 +112,9 @@ IMB_MGR* NewImbManager(std::string* error) {
 // The direct path's stand-in for a cryptodev session: what intel-ipsec-mb needs for one
 // half and direction of a context, made from the same xforms, laid out so a packet reads
 // few lines. AES-CM: the kind, the HMAC-SHA1 inner and outer states and the AES round
-// keys (lines 0-3 for AES-128, 0-4 for AES-256). GCM: the library's key data, whose round
-// keys come first (lines 0-3) and whose GHASH key powers end with H^1, so a packet of up
-// to 256 octets reads the last 16 of them (lines 11-15), then the kind (line 15).
-// (Prefetching all 17 lines of a GCM block instead of these 9 measured ~10% slower GCM
-// protect and half the GCM unprotect rate; docs/performance.md, session 8.)
+// keys (lines 0-3 for AES-128, 0-4 for AES-256). GCM: the library's key data, round keys
+// first (lines 0-3), then the GHASH key powers, whose layout depends on the implementation
+// the library picked for the CPU (DirectGcmLines), and the kind last (line 15).
 enum class DirectKind : uint8_t { kCmProtect, kCmUnprotect, kGcmEncrypt, kGcmDecrypt };
 struct alignas(64) DirectKeys {
   union Keys {
@@ -138,7 +136,25 @@ static_assert(sizeof(gcm_key_data) == 1008 && offsetof(DirectKeys, gcm_kind) == 
               sizeof(DirectKeys::Keys::Cm) <= 5 * 64);
 constexpr uint64_t kDirectCm128Lines = 0xf;
 constexpr uint64_t kDirectCm256Lines = 0x1f;
-constexpr uint64_t kDirectGcmLines = 0xf | uint64_t{0x1f} << 11;
+
+// The lines of a GCM DirectKeys block that a packet of up to 256 octets reads, for the
+// GCM implementation `m` runs (struct gcm_key_data's union): VAES AVX-512 keeps 48 key
+// powers ending with H^1, and such a packet reads the last 16 (lines 11-15); the AVX2
+// and plain AVX-512 code keeps 8 powers after the round keys (octets 240-367, lines
+// 3-5); SSE and AVX keep 8 powers and their Karatsuba halves (octets 240-495, lines
+// 3-7). Line 15 holds the kind. Which lines a packet reads was found by corrupting one
+// line at a time and checking the output (docs/performance.md, session 10). (On AVX-512
+// with VAES, prefetching all 17 lines instead of these measured ~10% slower GCM protect
+// and half the GCM unprotect rate: session 8.)
+uint64_t DirectGcmLines(const IMB_MGR* m) {
+  constexpr uint64_t kVaes = IMB_FEATURE_VAES | IMB_FEATURE_VPCLMULQDQ;
+  constexpr uint64_t kKind = uint64_t{1} << 15;
+  if (m->used_arch == IMB_ARCH_AVX512 && (m->features & kVaes) == kVaes) {
+    return 0xf | uint64_t{0x1f} << 11;
+  }
+  if (m->used_arch == IMB_ARCH_AVX512 || m->used_arch == IMB_ARCH_AVX2) return 0x3f | kKind;
+  return 0xff | kKind;
+}
 
 // The symmetric op after an rte_crypto_op (its C++ declaration is a zero-length array,
 // which GCC 12's -Warray-bounds refuses to index).
@@ -442,8 +458,8 @@ absl::Status InitIpsecMb(CryptoState& st, unsigned nb_workers, IpsecMbPath path)
     }
     srtp_internal::g_session_prefetch_lines[kMbDevice][0] = kDirectCm128Lines;
     srtp_internal::g_session_prefetch_lines[kMbDevice][1] = kDirectCm256Lines;
-    srtp_internal::g_session_prefetch_lines[kGcmDevice][0] = kDirectGcmLines;
-    srtp_internal::g_session_prefetch_lines[kGcmDevice][1] = kDirectGcmLines;
+    srtp_internal::g_session_prefetch_lines[kGcmDevice][0] =
+        srtp_internal::g_session_prefetch_lines[kGcmDevice][1] = DirectGcmLines(st.keys_mgr);
   }
   // Engines hold kChunk ops each: one per worker, the control plane's, and a few spare for
   // engines made by tests and benchmarks.

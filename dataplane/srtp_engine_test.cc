@@ -6,6 +6,7 @@
 #include "dataplane/srtp_engine.h"
 
 #include <gtest/gtest.h>
+#include <intel-ipsec-mb.h>
 #include <rte_eal.h>
 #include <rte_mbuf.h>
 #include <srtp2/srtp.h>
@@ -1519,6 +1520,63 @@ TEST(IpsecMbEquivalence, MixedSsrcBurstsMatchSequential) {
 }
 
 // ---- The ipsec_mb device path specifically ------------------------------------------------------
+
+// The direct path prefetches a GCM key block's lines by the implementation intel-ipsec-mb
+// picked for this CPU (its key layout differs between VAES AVX-512, AVX2 and SSE/AVX):
+// every line the library reads for an SRTP packet of up to 256 octets must be among them.
+// Corrupting any other line must not change what GCM computes.
+TEST(IpsecMbPaths, GcmPrefetchCoversEveryKeyLineTheLibraryReads) {
+  ASSERT_TRUE(srtp_internal::IpsecMbDirect());
+  IMB_MGR* mgr = alloc_mb_mgr(0);
+  ASSERT_NE(mgr, nullptr);
+  init_mb_mgr_auto(mgr, nullptr);
+  ASSERT_EQ(imb_get_errno(mgr), 0);
+  std::mt19937 rng(28);
+  for (const bool aes256 : {false, true}) {
+    const uint64_t lines = srtp_internal::g_session_prefetch_lines[1][aes256 ? 1 : 0];
+    ASSERT_NE(lines & 0xf, 0u) << "the round keys are not prefetched";
+    uint8_t key[32];
+    for (uint8_t& b : key) b = static_cast<uint8_t>(rng());
+    alignas(64) static gcm_key_data good, bad;
+    auto encrypt = [&](const gcm_key_data& kd, const Bytes& in, Bytes* out, uint8_t* tag) {
+      const uint8_t iv[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+      const uint8_t aad[12] = {0x80, 0x60, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3};
+      gcm_context_data ctx;
+      out->resize(in.size());
+      if (aes256) {
+        IMB_AES256_GCM_ENC(mgr, &kd, &ctx, out->data(), in.data(), in.size(), iv, aad, 12, tag, 16);
+      } else {
+        IMB_AES128_GCM_ENC(mgr, &kd, &ctx, out->data(), in.data(), in.size(), iv, aad, 12, tag, 16);
+      }
+    };
+    if (aes256) {
+      IMB_AES256_GCM_PRE(mgr, key, &good);
+    } else {
+      IMB_AES128_GCM_PRE(mgr, key, &good);
+    }
+    for (const size_t len : {size_t{1}, size_t{160}, size_t{244}}) {  // + 12-octet header
+      Bytes plain(len);
+      for (uint8_t& b : plain) b = static_cast<uint8_t>(rng());
+      Bytes want, got;
+      uint8_t want_tag[16], got_tag[16];
+      encrypt(good, plain, &want, want_tag);
+      for (size_t line = 0; line * 64 < sizeof(gcm_key_data); ++line) {
+        if (lines & (uint64_t{1} << line)) continue;
+        bad = good;
+        auto* raw = reinterpret_cast<uint8_t*>(&bad);
+        for (size_t b = line * 64; b < std::min(line * 64 + 64, sizeof(gcm_key_data)); ++b) {
+          raw[b] ^= 0x5a;
+        }
+        encrypt(bad, plain, &got, got_tag);
+        EXPECT_TRUE(got == want && std::memcmp(got_tag, want_tag, 16) == 0)
+            << "AES-" << (aes256 ? 256 : 128) << "-GCM of " << len << " octets reads key line "
+            << line << ", which is not prefetched (lines 0x" << std::hex << lines << std::dec
+            << ", library arch " << mgr->used_arch << ")";
+      }
+    }
+  }
+  free_mb_mgr(mgr);
+}
 
 // GCM packets whose header is not 12 octets run in software (the sessions' AAD is 12);
 // AES-CM ones stay on the device. Both are right.
