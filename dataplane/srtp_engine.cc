@@ -112,10 +112,13 @@ IMB_MGR* NewImbManager(std::string* error) {
 // The direct path's stand-in for a cryptodev session: what intel-ipsec-mb needs for one
 // half and direction of a context, made from the same xforms, laid out so a packet reads
 // few lines. AES-CM: the kind, the HMAC-SHA1 inner and outer states and the AES round
-// keys (lines 0-3 for AES-128, 0-4 for AES-256). GCM: the library's key data, round keys
-// first (lines 0-3), then the GHASH key powers, whose layout depends on the implementation
-// the library picked for the CPU (DirectGcmLines), and the kind last (line 15).
-enum class DirectKind : uint8_t { kCmProtect, kCmUnprotect, kGcmEncrypt, kGcmDecrypt };
+// keys (lines 0-3 for AES-128, 0-4 for AES-256). GCM: the library's key data alone, round
+// keys first (lines 0-3), then the GHASH key powers, whose layout depends on the
+// implementation the library picked for the CPU (DirectGcmLines). A GCM op's direction and
+// key size come from its job (RunChunk), not from the block: on a Zen 3 host, where the
+// AVX2 code never touches the block's last line, reading them from there held the engine's
+// GCM protect at 3.76 Mpps against 6.32 without (docs/performance.md, session 10).
+enum class DirectKind : uint8_t { kCmProtect, kCmUnprotect };
 struct alignas(64) DirectKeys {
   union Keys {
     struct Cm {
@@ -127,11 +130,8 @@ struct alignas(64) DirectKeys {
     } cm;
     gcm_key_data gcm;
   } keys;
-  DirectKind gcm_kind;
-  uint8_t gcm_key_len;
 };
-static_assert(sizeof(gcm_key_data) == 1008 && offsetof(DirectKeys, gcm_kind) == 1008 &&
-              sizeof(DirectKeys) == 1024 &&
+static_assert(sizeof(gcm_key_data) == 1008 && sizeof(DirectKeys) == 1024 &&
               offsetof(DirectKeys::Keys::Cm, aes) + 11 * 16 <= 4 * 64 &&
               sizeof(DirectKeys::Keys::Cm) <= 5 * 64);
 constexpr uint64_t kDirectCm128Lines = 0xf;
@@ -142,18 +142,17 @@ constexpr uint64_t kDirectCm256Lines = 0x1f;
 // powers ending with H^1, and such a packet reads the last 16 (lines 11-15); the AVX2
 // and plain AVX-512 code keeps 8 powers after the round keys (octets 240-367, lines
 // 3-5); SSE and AVX keep 8 powers and their Karatsuba halves (octets 240-495, lines
-// 3-7). Line 15 holds the kind. Which lines a packet reads was found by corrupting one
-// line at a time and checking the output (docs/performance.md, session 10). (On AVX-512
+// 3-7). Which lines a packet reads was found by corrupting one line at a time and
+// checking the output (docs/performance.md, session 10). (On AVX-512
 // with VAES, prefetching all 17 lines instead of these measured ~10% slower GCM protect
 // and half the GCM unprotect rate: session 8.)
 uint64_t DirectGcmLines(const IMB_MGR* m) {
   constexpr uint64_t kVaes = IMB_FEATURE_VAES | IMB_FEATURE_VPCLMULQDQ;
-  constexpr uint64_t kKind = uint64_t{1} << 15;
   if (m->used_arch == IMB_ARCH_AVX512 && (m->features & kVaes) == kVaes) {
     return 0xf | uint64_t{0x1f} << 11;
   }
-  if (m->used_arch == IMB_ARCH_AVX512 || m->used_arch == IMB_ARCH_AVX2) return 0x3f | kKind;
-  return 0xff | kKind;
+  if (m->used_arch == IMB_ARCH_AVX512 || m->used_arch == IMB_ARCH_AVX2) return 0x3f;
+  return 0xff;
 }
 
 // The symmetric op after an rte_crypto_op (its C++ declaration is a zero-length array,
@@ -190,7 +189,8 @@ class IpsecMbSrtpEngine final : public SrtpEngine {
   void QueueCm(rte_crypto_op* op) noexcept;
   void RunCm() noexcept;
   void RunCmClass(IMB_JOB* jobs, uint16_t n, uint8_t cls) noexcept;
-  void RunGcm(rte_crypto_op* op) noexcept;
+  static constexpr uint8_t kGcmEncrypt = 1, kGcmAes256 = 2;
+  void RunGcm(rte_crypto_op* op, uint8_t mode) noexcept;
   // Enqueues queue_[d][0, nb[d]) on both devices and dequeues until every op is back.
   void Submit(const uint16_t nb[2]) noexcept;
   // The mbuf the device reads pkt through: the job's own, or a shell pointed at pkt.
@@ -205,6 +205,7 @@ class IpsecMbSrtpEngine final : public SrtpEngine {
   rte_mempool* op_pool_ = nullptr;
   rte_crypto_op* ops_[kChunk] = {};  // slot i of a chunk always uses ops_[i]
   rte_crypto_op* queue_[2][kChunk] = {};
+  uint8_t gcm_mode_[kChunk] = {};  // direct path, GCM op k: kGcmEncrypt | kGcmAes256
   rte_crypto_op* done_[kChunk] = {};
   SrtpContext::Pending pending_[kChunk] = {};
   std::unique_ptr<rte_mbuf[]> shells_;
@@ -673,7 +674,7 @@ void IpsecMbSrtpEngine::RunCm() noexcept {
   }
 }
 
-void IpsecMbSrtpEngine::RunGcm(rte_crypto_op* op) noexcept {
+void IpsecMbSrtpEngine::RunGcm(rte_crypto_op* op, uint8_t mode) noexcept {
   const uint16_t iv_at = static_cast<uint16_t>(ScratchOffset() + offsetof(SrtpOpScratch, iv));
   const rte_crypto_sym_op* sym = SymOp(op);
   const auto* k = static_cast<const DirectKeys*>(sym->session);
@@ -682,8 +683,8 @@ void IpsecMbSrtpEngine::RunGcm(rte_crypto_op* op) noexcept {
   const uint8_t* iv = rte_crypto_op_ctod_offset(op, const uint8_t*, iv_at);
   const uint8_t* aad = sym->aead.aad.data;
   gcm_context_data ctx;
-  if (k->gcm_kind == DirectKind::kGcmEncrypt) {  // RFC 7714 §8-9: the tag after the payload
-    if (k->gcm_key_len == 16) {
+  if (mode & kGcmEncrypt) {  // RFC 7714 §8-9: the tag after the payload
+    if (!(mode & kGcmAes256)) {
       IMB_AES128_GCM_ENC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, sym->aead.digest.data,
                          16);
     } else {
@@ -694,7 +695,7 @@ void IpsecMbSrtpEngine::RunGcm(rte_crypto_op* op) noexcept {
     return;
   }
   uint8_t tag[16];
-  if (k->gcm_key_len == 16) {
+  if (!(mode & kGcmAes256)) {
     IMB_AES128_GCM_DEC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, tag, 16);
   } else {
     IMB_AES256_GCM_DEC(mgr_, &k->keys.gcm, &ctx, p, p, len, iv, aad, 12, tag, 16);
@@ -736,6 +737,14 @@ void IpsecMbSrtpEngine::RunChunk(SrtpJob* jobs, uint16_t n) noexcept {
         QueueCm(op);
         ++nb[d];
       } else {
+        if (d == kGcmDevice && mgr_ != nullptr) {
+          // The session protects for a protect op and unprotects for an unprotect op
+          // (SrtpContext::DeviceSession); the suite gives the key size.
+          const bool encrypt = job.op == SrtpOp::kProtect || job.op == SrtpOp::kProtectRtcp;
+          const bool aes256 = GetSrtpSuiteInfo(job.ctx->suite_).master_key_len == 32;
+          gcm_mode_[nb[d]] =
+              static_cast<uint8_t>((encrypt ? kGcmEncrypt : 0) | (aes256 ? kGcmAes256 : 0));
+        }
         queue_[d][nb[d]++] = op;
       }
     }
@@ -743,7 +752,7 @@ void IpsecMbSrtpEngine::RunChunk(SrtpJob* jobs, uint16_t n) noexcept {
   if (mgr_ != nullptr) {
     if (nb[kMbDevice] != 0) RunCm();
     // GCM after the loop too: run between the framings, they measured 6% slower.
-    for (uint16_t k = 0; k < nb[kGcmDevice]; ++k) RunGcm(queue_[kGcmDevice][k]);
+    for (uint16_t k = 0; k < nb[kGcmDevice]; ++k) RunGcm(queue_[kGcmDevice][k], gcm_mode_[k]);
   } else if (nb[0] + nb[1] != 0) {
     Submit(nb);
   }
@@ -826,10 +835,7 @@ void* MakeDirectKeysIn(CryptoState& st, rte_mempool* pool, const rte_crypto_sym_
   std::memset(k, 0, sizeof(*k));
   IMB_MGR* m = st.keys_mgr;
   if (x->type == RTE_CRYPTO_SYM_XFORM_AEAD) {
-    k->gcm_kind = x->aead.op == RTE_CRYPTO_AEAD_OP_ENCRYPT ? DirectKind::kGcmEncrypt
-                                                           : DirectKind::kGcmDecrypt;
-    k->gcm_key_len = static_cast<uint8_t>(x->aead.key.length);
-    if (k->gcm_key_len == 16) {
+    if (x->aead.key.length == 16) {
       IMB_AES128_GCM_PRE(m, x->aead.key.data, &k->keys.gcm);
     } else {
       IMB_AES256_GCM_PRE(m, x->aead.key.data, &k->keys.gcm);
