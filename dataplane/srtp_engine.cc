@@ -143,9 +143,10 @@ constexpr uint64_t kDirectCm256Lines = 0x1f;
 // and plain AVX-512 code keeps 8 powers after the round keys (octets 240-367, lines
 // 3-5); SSE and AVX keep 8 powers and their Karatsuba halves (octets 240-495, lines
 // 3-7). Which lines a packet reads was found by corrupting one line at a time and
-// checking the output (docs/performance.md, session 10). (On AVX-512
-// with VAES, prefetching all 17 lines instead of these measured ~10% slower GCM protect
-// and half the GCM unprotect rate: session 8.)
+// checking the output (docs/performance.md, session 10; the AVX-512 code without VAES is
+// taken from the union, not measured: no such CPU here). On AVX-512 with VAES, prefetching
+// all 17 lines instead of these measured ~10% slower GCM protect and half the GCM unprotect
+// rate (session 8).
 uint64_t DirectGcmLines(const IMB_MGR* m) {
   constexpr uint64_t kVaes = IMB_FEATURE_VAES | IMB_FEATURE_VPCLMULQDQ;
   if (m->used_arch == IMB_ARCH_AVX512 && (m->features & kVaes) == kVaes) {
