@@ -1431,8 +1431,7 @@ const void* SrtpContext::DeviceSession(SrtpOp op) const noexcept {
 }
 
 uint64_t SrtpContext::DeviceSessionLines() const noexcept {
-  const bool aes256 = GetSrtpSuiteInfo(suite_).master_key_len == 32;
-  return srtp_internal::g_session_prefetch_lines[aead_ ? 1 : 0][aes256 ? 1 : 0];
+  return srtp_internal::g_session_prefetch_lines[aead_ ? 1 : 0][aes256() ? 1 : 0];
 }
 
 void SrtpContext::PrefetchFor(const SrtpJob& job) const noexcept {

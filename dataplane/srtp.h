@@ -160,6 +160,8 @@ class alignas(64) SrtpContext {
 
   SrtpEngineKind engine() const noexcept { return engine_; }
   SrtpSuite suite() const noexcept { return suite_; }
+  // AES-256 keys (RFC 6188 and AEAD_AES_256_GCM), as the engine's key blocks are laid out.
+  bool aes256() const noexcept { return GetSrtpSuiteInfo(suite_).master_key_len == 32; }
 
   // Single-packet transforms. A worker calls its SrtpEngine instead (a burst at a time);
   // these are for the control plane and tests. kOpenssl and kLibsrtp run inline; kIpsecMb

@@ -742,9 +742,8 @@ void IpsecMbSrtpEngine::RunChunk(SrtpJob* jobs, uint16_t n) noexcept {
           // The session protects for a protect op and unprotects for an unprotect op
           // (SrtpContext::DeviceSession); the suite gives the key size.
           const bool encrypt = job.op == SrtpOp::kProtect || job.op == SrtpOp::kProtectRtcp;
-          const bool aes256 = GetSrtpSuiteInfo(job.ctx->suite_).master_key_len == 32;
-          gcm_mode_[nb[d]] =
-              static_cast<uint8_t>((encrypt ? kGcmEncrypt : 0) | (aes256 ? kGcmAes256 : 0));
+          gcm_mode_[nb[d]] = static_cast<uint8_t>((encrypt ? kGcmEncrypt : 0) |
+                                                  (job.ctx->aes256() ? kGcmAes256 : 0));
         }
         queue_[d][nb[d]++] = op;
       }
