@@ -414,8 +414,8 @@ TEST(ChecksumTest, FastSumMatchesDpdkRawChecksumForEveryLengthAndAlignment) {
   EXPECT_EQ(detail::FastSum(ones.data(), 65535), rte_raw_cksum(ones.data(), 65535));
 }
 
-// The vector sum reads a datagram's tail with a masked load: it must never touch an octet
-// past `len`. Data that ends right before an inaccessible page would fault if it did.
+// The vector sum must never touch an octet past `len` (its tail: a 16-octet load, then
+// words). Data that ends right before an inaccessible page would fault if it did.
 TEST(ChecksumTest, FastSumNeverReadsPastTheEnd) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   void* map = mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
