@@ -164,6 +164,7 @@ class BadInputTest(unittest.TestCase):
 
     def setUp(self):
         self.tmp = __import__("tempfile").mkdtemp(prefix="karl-bad-")
+        self.addCleanup(__import__("shutil").rmtree, self.tmp, True)
 
     def write(self, name, text):
         path = os.path.join(self.tmp, name)
