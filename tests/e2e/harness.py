@@ -189,11 +189,13 @@ class KarlProcess:
 
     def close(self):
         """Stops the process (SIGTERM, then SIGKILL after 10 s) and removes what it
-        may have left: its DPDK runtime directory (this test's own file prefix)."""
+        may have left: its DPDK runtime directory (this test's own file prefix), and the
+        folder of its config and log."""
         if self.proc.poll() is None:
             self.stop(signal.SIGTERM, timeout=10)
         self.log.close()
         shutil.rmtree(self.runtime_dir(), ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def run_karl_once(args, env=None, timeout=30):

@@ -2,6 +2,7 @@
 issue names besides net_tap (tested in test_foundation): net_ring, net_null,
 net_pcap and net_af_packet on a veth whose peer is in a test namespace."""
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ ports:
 class VdevBootTest(unittest.TestCase):
     def boot(self, device, vdev_args):
         tmp = tempfile.mkdtemp(prefix="karl-vdev-")
+        self.addCleanup(shutil.rmtree, tmp, True)
         cfg = os.path.join(tmp, "karl.yaml")
         with open(cfg, "w") as f:
             f.write(CONFIG % device)
@@ -63,6 +65,7 @@ class VdevBootTest(unittest.TestCase):
 
     def test_net_pcap(self):
         tmp = tempfile.mkdtemp(prefix="karl-pcap-")
+        self.addCleanup(shutil.rmtree, tmp, True)
         rx = os.path.join(tmp, "rx.pcap")
         # An empty pcap file (global header only, Ethernet link type).
         with open(rx, "wb") as f:
