@@ -326,13 +326,13 @@ inline DropReason SrtpDropReason(SrtpStatus s) noexcept {
   return DropReason::kSrtpAuthFailed;
 }
 
-// The UDP payload now has `len` octets: UDP length and mbuf length follow (the IP
-// header is rebuilt by the rewrite). Between RunSrtp's transforms only
-// mp.p.udp_payload_len is kept (the engine reads lengths from its jobs).
-inline void SetPayloadLen(MediaPacket& mp, uint32_t len) noexcept {
+// After RunSrtp's transforms the UDP payload has mp.p.udp_payload_len octets (only that
+// record is kept between transforms: the engine reads lengths from its jobs): the UDP
+// length and the mbuf's lengths follow (the IP header is rebuilt by the rewrite).
+inline void ApplyPayloadLen(MediaPacket& mp) noexcept {
+  const uint32_t len = mp.p.udp_payload_len;
   auto* udp = rte_pktmbuf_mtod_offset(mp.m, rte_udp_hdr*, mp.p.l4_offset);
   udp->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(len + sizeof(rte_udp_hdr)));
-  mp.p.udp_payload_len = static_cast<uint16_t>(len);
   const uint32_t frame_len = uint32_t{mp.p.l4_offset} + sizeof(rte_udp_hdr) + len;
   mp.m->data_len = static_cast<uint16_t>(frame_len);
   mp.m->pkt_len = frame_len;
@@ -419,7 +419,7 @@ inline void RunSrtp(WorkerState* w, BurstScratch* scratch, MediaPacket* q, uint1
       if (jobs[k].status != SrtpStatus::kOk) {
         DropMedia(w, mp, SrtpDropReason(jobs[k].status), tally, out, now_tsc);
       } else {
-        // The frame's UDP and mbuf lengths follow in the emit pass (SetPayloadLen), which
+        // The frame's UDP and mbuf lengths follow in the emit pass (ApplyPayloadLen), which
         // touches those lines anyway: a separate pass here met them evicted by the
         // transform's key lines (~10 ns a packet, twice for a re-key).
         mp.p.udp_payload_len = static_cast<uint16_t>(jobs[k].len);
@@ -429,7 +429,7 @@ inline void RunSrtp(WorkerState* w, BurstScratch* scratch, MediaPacket* q, uint1
   for (uint16_t i = 0; i < n; ++i) {
     MediaPacket& mp = q[i];
     if (mp.m == nullptr) continue;
-    SetPayloadLen(mp, mp.p.udp_payload_len);
+    ApplyPayloadLen(mp);
     const DropReason r = EmitMedia(w, mp, true, now_tsc);
     if (r != DropReason::kCount) DropMedia(w, mp, r, tally, out, now_tsc);
   }
