@@ -52,6 +52,9 @@ def karl_bench(build):
     for suite in SUITES:
         positive(out, r"^engine alone .* protect %s ([0-9.]+) Mpps" % suite,
                  "engine alone %s" % suite, errors)
+        positive(out, r"^engine alone .* protect %s .* raw cryptodev on the main lcore "
+                 r"before the run ([0-9.]+) Mpps" % suite,
+                 "raw cryptodev on the main lcore %s" % suite, errors)
         for op in OPS:
             positive(out, r"^karl %s %s" % (op, suite) + RATE, "karl %s %s" % (op, suite),
                      errors)

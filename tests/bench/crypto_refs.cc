@@ -228,31 +228,57 @@ double LibsrtpProtectMpps(SrtpSuite suite, const CryptoBenchOptions& opt) {
   return mpps;
 }
 
-double RawCryptodevMpps(SrtpSuite suite, const CryptoBenchOptions& opt) {
-  const dp::SrtpSuiteInfo& info = dp::GetSrtpSuiteInfo(suite);
-  const int dev_id = dp::srtp_internal::CryptodevId(info.aead);  // the device Karl uses
-  rte_mempool* op_pool = dp::srtp_internal::CryptoOpPool();
-  if (dev_id < 0 || op_pool == nullptr || opt.burst == 0) return -1;
-  const int qp_id = dp::srtp_internal::ReserveQueuePair(opt.worker_index);
-  if (qp_id < 0) return -1;
-  const uint8_t dev = static_cast<uint8_t>(dev_id);
-  const uint16_t qp = static_cast<uint16_t>(qp_id);
-  const uint64_t generation = dp::srtp_internal::CryptodevGeneration();
-  const uint16_t scratch = dp::srtp_internal::OpScratchOffset();
-  const uint16_t iv_offset = static_cast<uint16_t>(scratch + offsetof(dp::SrtpOpScratch, iv));
-  const std::vector<StreamKeys> keys = MakeKeys(opt.streams, 2);
+struct RawCryptodevRef::State {
+  dp::SrtpSuiteInfo info;
+  uint8_t dev = 0;
+  uint16_t qp = 0;
+  int reserved_qp = -1;  // ours to release; -1 when the queue pair was lent
+  uint64_t generation = 0;
+  uint16_t scratch = 0;
+  unsigned streams = 0;
+  uint16_t burst = 0;
+  uint32_t payload = 0;
+  std::vector<StreamKeys> keys;
+  std::vector<void*> sessions;
+  std::vector<uint8_t> buf;
+  std::unique_ptr<rte_mbuf[]> mbufs;
+  std::vector<rte_crypto_op*> ops, done;
+  rte_mempool* op_pool = nullptr;
+  bool have_ops = false;
+  unsigned next = 0;  // the next stream, round robin
+};
 
+RawCryptodevRef::RawCryptodevRef(SrtpSuite suite, const CryptoBenchOptions& opt, int lent_qp)
+    : s_(std::make_unique<State>()) {
+  State& st = *s_;
+  st.info = dp::GetSrtpSuiteInfo(suite);
+  const int dev_id = dp::srtp_internal::CryptodevId(st.info.aead);  // the device Karl uses
+  st.op_pool = dp::srtp_internal::CryptoOpPool();
+  if (dev_id < 0 || st.op_pool == nullptr || opt.burst == 0 || opt.streams == 0) return;
+  if (lent_qp < 0) {
+    st.reserved_qp = dp::srtp_internal::ReserveQueuePair(opt.worker_index);
+    if (st.reserved_qp < 0) return;
+  }
+  st.dev = static_cast<uint8_t>(dev_id);
+  st.qp = static_cast<uint16_t>(lent_qp < 0 ? st.reserved_qp : lent_qp);
+  st.generation = dp::srtp_internal::CryptodevGeneration();
+  st.scratch = dp::srtp_internal::OpScratchOffset();
+  st.streams = opt.streams;
+  st.burst = opt.burst;
+  st.payload = opt.payload;
+  st.keys = MakeKeys(opt.streams, 2);
   // The same sessions the engine makes for a protect: one per stream.
-  std::vector<void*> sessions = MakeProtectSessions(info, keys, iv_offset);
-  bool ok = sessions.size() == opt.streams;
+  const uint16_t iv_offset = static_cast<uint16_t>(st.scratch + offsetof(dp::SrtpOpScratch, iv));
+  st.sessions = MakeProtectSessions(st.info, st.keys, iv_offset);
+  if (st.sessions.size() != opt.streams) return;
   // Packets in shell mbufs (the buffer is the packet slot), as the engine reads them.
   const uint32_t slot = Slot(opt.payload);
-  std::vector<uint8_t> buf(size_t{slot} * opt.streams);
-  std::unique_ptr<rte_mbuf[]> mbufs(new rte_mbuf[opt.streams]());
+  st.buf.resize(size_t{slot} * opt.streams);
+  st.mbufs.reset(new rte_mbuf[opt.streams]());
   for (unsigned s = 0; s < opt.streams; ++s) {
-    uint8_t* pkt = &buf[size_t{s} * slot];
+    uint8_t* pkt = &st.buf[size_t{s} * slot];
     WriteRtp(pkt, 1, 0x20000 + s, opt.payload);
-    rte_mbuf* m = &mbufs[s];
+    rte_mbuf* m = &st.mbufs[s];
     rte_mbuf_refcnt_set(m, 1);
     m->nb_segs = 1;
     m->buf_addr = pkt;
@@ -261,70 +287,87 @@ double RawCryptodevMpps(SrtpSuite suite, const CryptoBenchOptions& opt) {
     m->data_len = static_cast<uint16_t>(slot);
     m->pkt_len = slot;
   }
-  std::vector<rte_crypto_op*> ops(opt.burst), done(opt.burst);
-  ok = ok && rte_crypto_op_bulk_alloc(op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, ops.data(),
-                                      opt.burst) == opt.burst;
-  const uint32_t n = 12 + opt.payload;
-  double mpps = -1;
-  if (ok) {
-    SliceRates slices;
-    unsigned next = 0;
-    while (ok && slices.packets() < opt.max_packets && slices.seconds() < opt.seconds) {
-      const Clock::time_point t0 = Clock::now();
-      for (int rep = 0; rep < 64 && ok; ++rep) {  // a slice: 64 bursts
-        for (uint16_t i = 0; i < opt.burst; ++i) {
-          const unsigned s = next;
-          next = next + 1 == opt.streams ? 0 : next + 1;
-          rte_crypto_op* op = ops[i];
-          rte_crypto_sym_op* sym = SymOp(op);
-          auto* sc = rte_crypto_op_ctod_offset(op, dp::SrtpOpScratch*, scratch);
-          op->status = RTE_CRYPTO_OP_STATUS_NOT_PROCESSED;
-          op->sess_type = RTE_CRYPTO_OP_WITH_SESSION;
-          sym->session = sessions[s];
-          sym->m_src = &mbufs[s];
-          sym->m_dst = nullptr;
-          std::memcpy(sc->iv, keys[s].salt, 14);  // an IV per packet, as SRTP has
-          sc->iv[14] = sc->iv[15] = 0;
-          if (info.aead) {
-            std::memcpy(sc->aad, mbufs[s].buf_addr, 12);
-            sym->aead.data.offset = 12;
-            sym->aead.data.length = opt.payload;
-            sym->aead.digest.data = static_cast<uint8_t*>(mbufs[s].buf_addr) + n;
-            sym->aead.digest.phys_addr = mbufs[s].buf_iova + n;
-            sym->aead.aad.data = sc->aad;
-            sym->aead.aad.phys_addr =
-                rte_crypto_op_ctophys_offset(op, scratch + offsetof(dp::SrtpOpScratch, aad));
-          } else {
-            sym->cipher.data.offset = 12;
-            sym->cipher.data.length = opt.payload;
-            sym->auth.data.offset = 0;
-            sym->auth.data.length = n + 4;  // header, payload, ROC
-            sym->auth.digest.data = sc->mac;
-            sym->auth.digest.phys_addr =
-                rte_crypto_op_ctophys_offset(op, scratch + offsetof(dp::SrtpOpScratch, mac));
-          }
-        }
-        uint16_t enq = 0, deq = 0;
-        while (deq < opt.burst) {
-          if (enq < opt.burst) {
-            enq = static_cast<uint16_t>(
-                enq + rte_cryptodev_enqueue_burst(dev, qp, ops.data() + enq,
-                                                  static_cast<uint16_t>(opt.burst - enq)));
-          }
-          deq = static_cast<uint16_t>(
-              deq + rte_cryptodev_dequeue_burst(dev, qp, done.data(),
-                                                static_cast<uint16_t>(opt.burst - deq)));
-        }
-        for (rte_crypto_op* op : ops) ok = ok && op->status == RTE_CRYPTO_OP_STATUS_SUCCESS;
-      }
-      slices.Add(64u * opt.burst, Clock::now() - t0);
-    }
-    if (ok) mpps = slices.MedianMpps();
-    rte_mempool_put_bulk(op_pool, reinterpret_cast<void**>(ops.data()), opt.burst);
+  st.ops.resize(opt.burst);
+  st.done.resize(opt.burst);
+  st.have_ops = rte_crypto_op_bulk_alloc(st.op_pool, RTE_CRYPTO_OP_TYPE_SYMMETRIC, st.ops.data(),
+                                         opt.burst) == opt.burst;
+}
+
+RawCryptodevRef::~RawCryptodevRef() {
+  State& st = *s_;
+  if (st.have_ops) {
+    rte_mempool_put_bulk(st.op_pool, reinterpret_cast<void**>(st.ops.data()), st.burst);
   }
-  for (void* s : sessions) dp::srtp_internal::FreeCryptodevSession(s, info.aead, generation);
-  dp::srtp_internal::ReleaseQueuePair(qp_id);
-  return mpps;
+  for (void* s : st.sessions)
+    dp::srtp_internal::FreeCryptodevSession(s, st.info.aead, st.generation);
+  if (st.reserved_qp >= 0) dp::srtp_internal::ReleaseQueuePair(st.reserved_qp);
+}
+
+bool RawCryptodevRef::ok() const { return s_->have_ops; }
+
+double RawCryptodevRef::Measure(double seconds, uint64_t max_packets) {
+  State& st = *s_;
+  if (!st.have_ops) return -1;
+  const uint32_t n = 12 + st.payload;
+  bool ok = true;
+  SliceRates slices;
+  while (ok && slices.packets() < max_packets && slices.seconds() < seconds) {
+    const Clock::time_point t0 = Clock::now();
+    for (int rep = 0; rep < 64 && ok; ++rep) {  // a slice: 64 bursts
+      for (uint16_t i = 0; i < st.burst; ++i) {
+        const unsigned s = st.next;
+        st.next = st.next + 1 == st.streams ? 0 : st.next + 1;
+        rte_crypto_op* op = st.ops[i];
+        rte_crypto_sym_op* sym = SymOp(op);
+        auto* sc = rte_crypto_op_ctod_offset(op, dp::SrtpOpScratch*, st.scratch);
+        op->status = RTE_CRYPTO_OP_STATUS_NOT_PROCESSED;
+        op->sess_type = RTE_CRYPTO_OP_WITH_SESSION;
+        sym->session = st.sessions[s];
+        rte_mbuf* m = &st.mbufs[s];
+        sym->m_src = m;
+        sym->m_dst = nullptr;
+        std::memcpy(sc->iv, st.keys[s].salt, 14);  // an IV per packet, as SRTP has
+        sc->iv[14] = sc->iv[15] = 0;
+        if (st.info.aead) {
+          std::memcpy(sc->aad, m->buf_addr, 12);
+          sym->aead.data.offset = 12;
+          sym->aead.data.length = st.payload;
+          sym->aead.digest.data = static_cast<uint8_t*>(m->buf_addr) + n;
+          sym->aead.digest.phys_addr = m->buf_iova + n;
+          sym->aead.aad.data = sc->aad;
+          sym->aead.aad.phys_addr =
+              rte_crypto_op_ctophys_offset(op, st.scratch + offsetof(dp::SrtpOpScratch, aad));
+        } else {
+          sym->cipher.data.offset = 12;
+          sym->cipher.data.length = st.payload;
+          sym->auth.data.offset = 0;
+          sym->auth.data.length = n + 4;  // header, payload, ROC
+          sym->auth.digest.data = sc->mac;
+          sym->auth.digest.phys_addr =
+              rte_crypto_op_ctophys_offset(op, st.scratch + offsetof(dp::SrtpOpScratch, mac));
+        }
+      }
+      uint16_t enq = 0, deq = 0;
+      while (deq < st.burst) {
+        if (enq < st.burst) {
+          enq = static_cast<uint16_t>(
+              enq + rte_cryptodev_enqueue_burst(st.dev, st.qp, st.ops.data() + enq,
+                                                static_cast<uint16_t>(st.burst - enq)));
+        }
+        deq = static_cast<uint16_t>(
+            deq + rte_cryptodev_dequeue_burst(st.dev, st.qp, st.done.data(),
+                                              static_cast<uint16_t>(st.burst - deq)));
+      }
+      for (rte_crypto_op* op : st.ops) ok = ok && op->status == RTE_CRYPTO_OP_STATUS_SUCCESS;
+    }
+    slices.Add(64u * st.burst, Clock::now() - t0);
+  }
+  return ok ? slices.MedianMpps() : -1;
+}
+
+double RawCryptodevMpps(SrtpSuite suite, const CryptoBenchOptions& opt) {
+  RawCryptodevRef ref(suite, opt);
+  return ref.Measure(opt.seconds, opt.max_packets);
 }
 
 double RawIpsecMbMpps(SrtpSuite suite, const CryptoBenchOptions& opt) {

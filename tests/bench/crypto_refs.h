@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "dataplane/srtp.h"
 #include "dataplane/srtp_engine.h"
@@ -37,6 +38,30 @@ double LibsrtpProtectMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {
 // chained with HMAC-SHA1 over header + payload + 4, or AES-GCM with a 12-octet AAD), one
 // session per stream, bursts of `burst` ops, no SRTP framing: the limit for the engine.
 double RawCryptodevMpps(dp::SrtpSuite suite, const CryptoBenchOptions& opt = {});
+
+// The same reference made once and measured as often as wanted: the sessions, packets and
+// ops are set up by the constructor (control plane), each Measure() times about `seconds`
+// of the work on the calling lcore, continuing round robin where the last one stopped.
+// karl-bench measures it on the worker core beside every block of Karl's rounds, so that
+// the ratio follows what that core can do at the time. The queue pair: worker_index's
+// (reserved, released at destruction), or with lent_qp >= 0 that queue pair of the device,
+// which the caller guarantees idle while Measure runs (a stopped worker's: its engine runs
+// every op it enqueues to completion before Run returns). Destroy it before the crypto
+// setup goes (CloseSrtpCrypto, Dataplane::Close).
+class RawCryptodevRef {
+ public:
+  RawCryptodevRef(dp::SrtpSuite suite, const CryptoBenchOptions& opt, int lent_qp = -1);
+  ~RawCryptodevRef();
+  RawCryptodevRef(const RawCryptodevRef&) = delete;
+  RawCryptodevRef& operator=(const RawCryptodevRef&) = delete;
+
+  bool ok() const;  // false: the device, a queue pair, sessions or ops were not to be had
+  double Measure(double seconds, uint64_t max_packets = 50'000'000);  // Mpps, or -1
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
 
 // The same work on intel-ipsec-mb called directly, as the ipsec_mb engine's direct path
 // does (D27): a job per packet run in the library's synchronous bursts (AES-CTR over the

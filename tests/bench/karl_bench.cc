@@ -30,7 +30,12 @@
 //                      AEAD_AES_128_GCM, each stream with its own keys, on the engine of
 //                      --srtp-engine ipsec_mb|openssl|libsrtp (default ipsec_mb); the
 //                      three alternate in blocks of 5 rounds, and re-key / protect is
-//                      the median of the per-block ratios
+//                      the median of the per-block ratios. References: libsrtp2's
+//                      srtp_protect loop and the raw cipher work on intel-ipsec-mb, on
+//                      the main lcore before the run; the raw cryptodev (the same cipher
+//                      work on the crypto_ipsec_mb device) on the worker core after every
+//                      block, each operation's ratio to it the median of the per-block
+//                      ratios (also measured once on the main lcore, for comparison)
 //   karl forward, ICE  the S streams of "karl forward" with ICE on (every packet is
 //                      checked for STUN first, D25); beside "karl forward"
 //   ICE checks         ICE connectivity checks (STUN Binding requests with USERNAME,
@@ -433,10 +438,12 @@ int main(int argc, char** argv) {
   s.verify_udp_checksum = verify_udp_checksum;
   s.srtp_engine = engine;
   // SRTP references (and the engine alone, without the dataplane), measured here on the
-  // main lcore before the dataplane takes the crypto device.
+  // main lcore before the dataplane takes the crypto device. The raw cryptodev reference
+  // the ratio is taken against is measured again beside every block of Karl's SRTP rounds,
+  // on the worker core (below); this one is printed for comparison with earlier runs.
   const karl::dp::SrtpSuite kBenchSuites[] = {karl::dp::SrtpSuite::kAesCm128HmacSha1_80,
                                               karl::dp::SrtpSuite::kAeadAes128Gcm};
-  double libsrtp_ref[2] = {0, 0}, raw_ref[2] = {0, 0}, direct_ref[2] = {0, 0},
+  double libsrtp_ref[2] = {0, 0}, raw_main_ref[2] = {0, 0}, direct_ref[2] = {0, 0},
          engine_alone[2] = {0, 0};
   if (srtp) {
     if (auto st = karl::dp::InitSrtpCrypto(karl::dp::SrtpEngineKind::kIpsecMb, 1); !st.ok()) {
@@ -451,7 +458,7 @@ int main(int argc, char** argv) {
     opt.payload = rtp_size - 12;
     for (unsigned si = 0; si < 2; ++si) {
       libsrtp_ref[si] = karl::bench::LibsrtpProtectMpps(kBenchSuites[si], opt);
-      raw_ref[si] = karl::bench::RawCryptodevMpps(kBenchSuites[si], opt);
+      raw_main_ref[si] = karl::bench::RawCryptodevMpps(kBenchSuites[si], opt);
       direct_ref[si] = karl::bench::RawIpsecMbMpps(kBenchSuites[si], opt);
       engine_alone[si] =
           karl::bench::EngineMpps(engine, kBenchSuites[si], karl::bench::EngineWork::kProtect, opt);
@@ -582,10 +589,27 @@ int main(int argc, char** argv) {
   struct SrtpResult {
     const char* name;
     double mpps, busy_ns, libsrtp_mpps, raw_mpps, direct_mpps;
+    double raw_ratio;   // median of the per-block ratios to the raw cryptodev reference
     double elapsed_ns;  // mean over the rounds busy_ns covers (the clock check below)
   };
+  // The raw cryptodev reference runs on the worker core between the blocks, while the
+  // dataplane is stopped, on the worker's own queue pair (worker 0's is queue pair 1; its
+  // engine leaves nothing in it between bursts). Measured once on the main lcore before
+  // the run, it held steady through spells in which the worker core slowed by a third,
+  // and the ratio followed the spells (session 11).
+  struct RawArgs {
+    karl::bench::RawCryptodevRef* ref;
+    double mpps;
+  };
+  const auto raw_on_worker = [](void* p) {
+    auto* a = static_cast<RawArgs*>(p);
+    a->ref->Measure(0.05);  // warm: the first pass over the sessions and packets
+    a->mpps = a->ref->Measure(0.25);
+    return 0;
+  };
   std::vector<SrtpResult> srtp_results;
-  double rekey_ratio[2] = {0, 0};  // re-key / protect, median of the per-block ratios
+  double rekey_ratio[2] = {0, 0};        // re-key / protect, median of the per-block ratios
+  std::vector<double> raw_per_block[2];  // the raw cryptodev reference of each block, pps
   static const char* kSrtpNames[2][3] = {
       {"protect AES_CM_128_HMAC_SHA1_80", "unprotect AES_CM_128_HMAC_SHA1_80",
        "re-key AES_CM_128_HMAC_SHA1_80"},
@@ -599,6 +623,15 @@ int main(int argc, char** argv) {
       std::vector<double> rounds, block_medians;
       uint64_t busy_tsc = 0;
     } ops[3];  // 0 protect, 1 unprotect, 2 re-key
+    karl::bench::CryptoBenchOptions raw_opt;
+    raw_opt.streams = sessions;
+    raw_opt.payload = rtp_size - 12;
+    karl::bench::RawCryptodevRef raw(suite, raw_opt, /*lent_qp=*/1);
+    if (!raw.ok()) {
+      std::fprintf(stderr, "karl-bench: the raw cryptodev reference cannot be set up\n");
+      return 1;
+    }
+    std::vector<double> raw_blocks;
     for (unsigned op = 0; op < 3; ++op) {
       for (unsigned i = 0; i < sessions; ++i) {
         ops[op].in.push_back(
@@ -669,17 +702,30 @@ int main(int argc, char** argv) {
         o.rounds.insert(o.rounds.end(), r.begin(), r.end());
         o.block_medians.push_back(Median(r));
       }
+      RawArgs ra{&raw, -1};
+      rte_eal_remote_launch(raw_on_worker, &ra, worker_lcore);
+      rte_eal_wait_lcore(worker_lcore);
+      if (ra.mpps <= 0) {
+        std::fprintf(stderr, "karl-bench: the raw cryptodev reference failed\n");
+        return 1;
+      }
+      raw_blocks.push_back(ra.mpps * 1e6);
     }
     std::vector<double> ratios;
     for (unsigned blk = 0; blk < blocks; ++blk) {
       ratios.push_back(ops[2].block_medians[blk] / ops[0].block_medians[blk]);
     }
     rekey_ratio[si] = Median(ratios);
+    raw_per_block[si] = raw_blocks;
     for (unsigned op = 0; op < 3; ++op) {
       const double busy_ns = NsPer(ops[op].busy_tsc, blocks * 5.0 * packets);
+      std::vector<double> raw_ratios;
+      for (unsigned blk = 0; blk < blocks; ++blk) {
+        raw_ratios.push_back(ops[op].block_medians[blk] / raw_blocks[blk]);
+      }
       srtp_results.push_back(SrtpResult{kSrtpNames[si][op], Median(ops[op].rounds), busy_ns,
-                                        libsrtp_ref[si], raw_ref[si], direct_ref[si],
-                                        MeanNsPerItem(ops[op].rounds)});
+                                        libsrtp_ref[si], Median(raw_blocks) / 1e6, direct_ref[si],
+                                        Median(raw_ratios), MeanNsPerItem(ops[op].rounds)});
     }
   }
   // ICE (D25). First the forward path with ICE on the same S streams.
@@ -868,22 +914,31 @@ int main(int argc, char** argv) {
   if (!srtp_results.empty()) {
     std::printf(
         "SRTP on engine %s, %u streams each with its own keys (references on one core: "
-        "libsrtp2 srtp_protect loop; raw cryptodev = the cipher alone on the crypto_ipsec_mb "
-        "device, raw ipsec-mb = on the library directly, bursts of 32):\n",
+        "libsrtp2 srtp_protect loop and raw ipsec-mb = the cipher alone on the library "
+        "directly, on the main lcore before the run; raw cryptodev = the cipher alone on the "
+        "crypto_ipsec_mb device, on the worker core beside every block: median of the "
+        "blocks' figures, and of the per-block ratios; bursts of 32):\n",
         std::string(karl::dp::SrtpEngineName(engine)).c_str(), sessions);
   }
   for (unsigned si = 0; si < 2 && !srtp_results.empty(); ++si) {
-    std::printf("engine alone (Run over bursts of 32, no dataplane): protect %s %.2f Mpps\n",
-                std::string(karl::dp::GetSrtpSuiteInfo(kBenchSuites[si]).name).c_str(),
-                engine_alone[si]);
+    std::printf(
+        "engine alone (Run over bursts of 32, no dataplane): protect %s %.2f Mpps; raw "
+        "cryptodev on the main lcore before the run %.2f Mpps\n",
+        std::string(karl::dp::GetSrtpSuiteInfo(kBenchSuites[si]).name).c_str(), engine_alone[si],
+        raw_main_ref[si]);
   }
   for (const SrtpResult& r : srtp_results) {
     std::printf(
         "karl %-33s %6.2f Mpps %6.1f ns/packet (busy %5.1f)  %5.1fx libsrtp2 (%.2f)  "
         "%.2fx raw cryptodev (%.2f)  %.2fx raw ipsec-mb (%.2f)\n",
         r.name, r.mpps / 1e6, 1e3 / (r.mpps / 1e6), r.busy_ns, r.mpps / 1e6 / r.libsrtp_mpps,
-        r.libsrtp_mpps, r.mpps / 1e6 / r.raw_mpps, r.raw_mpps, r.mpps / 1e6 / r.direct_mpps,
-        r.direct_mpps);
+        r.libsrtp_mpps, r.raw_ratio, r.raw_mpps, r.mpps / 1e6 / r.direct_mpps, r.direct_mpps);
+  }
+  for (unsigned si = 0; si < 2 && !srtp_results.empty(); ++si) {
+    std::printf("raw cryptodev on the worker core, block by block, %s:",
+                std::string(karl::dp::GetSrtpSuiteInfo(kBenchSuites[si]).name).c_str());
+    for (double r : raw_per_block[si]) std::printf(" %.2f", r / 1e6);
+    std::printf(" Mpps\n");
   }
   for (unsigned si = 0; si < 2 && !srtp_results.empty(); ++si) {
     std::printf("karl re-key / protect %s: %.2f (median of per-block ratios)\n",
