@@ -343,21 +343,40 @@ uint32_t RtpHeaderLen(const uint8_t* p, uint32_t len) noexcept {
   return hl <= len ? hl : 0;
 }
 
-// RFC 3711 §4.1.1: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16).
+// The IVs are built in registers and stored whole: built octet by octet in place and then
+// XORed with the salt as wider words, each wide load spanned several narrow stores still in
+// the store buffer, which cannot forward them (a profile of the engine put a fifth of
+// PrepareRtp's time on that one load). Octet order: the host is little-endian (x86-64).
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
+
+// RFC 3711 §4.1.1: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16): octets 4-7 of the
+// salt XOR the SSRC, octets 8-13 XOR the 48-bit index, octets 14-15 zero.
 void AesCmIv(const uint8_t salt[14], uint32_t ssrc, uint64_t index, uint8_t iv[16]) noexcept {
-  std::memcpy(iv, salt, 14);
-  iv[14] = iv[15] = 0;
-  for (int i = 0; i < 4; ++i) iv[4 + i] ^= static_cast<uint8_t>(ssrc >> (24 - 8 * i));
-  for (int i = 0; i < 6; ++i) iv[8 + i] ^= static_cast<uint8_t>(index >> (40 - 8 * i));
+  uint64_t s0;
+  uint32_t s1_lo;
+  uint16_t s1_hi;
+  std::memcpy(&s0, salt, 8);
+  std::memcpy(&s1_lo, salt + 8, 4);   // octets 8-13 as two loads (one 6-octet memcpy went
+  std::memcpy(&s1_hi, salt + 12, 2);  // through the stack: the same stall as above)
+  const uint64_t s1 = uint64_t{s1_hi} << 32 | s1_lo;
+  const uint64_t w0 = s0 ^ uint64_t { __builtin_bswap32(ssrc) } << 32;
+  const uint64_t w1 = s1 ^ __builtin_bswap64(index << 16);
+  std::memcpy(iv, &w0, 8);
+  std::memcpy(iv + 8, &w1, 8);
 }
 
 // RFC 7714 §8.1 (SRTP) and §9.1 (SRTCP): 12-octet IV = (00 00 || SSRC || hi32 || lo16) XOR
 // salt, with hi32 || lo16 = ROC || SEQ for SRTP and 0000 || 0 || index for SRTCP.
 void GcmIv(const uint8_t salt[12], uint32_t ssrc, uint64_t index48, uint8_t iv[12]) noexcept {
-  iv[0] = iv[1] = 0;
-  Store32(iv + 2, ssrc);
-  for (int i = 0; i < 6; ++i) iv[6 + i] = static_cast<uint8_t>(index48 >> (40 - 8 * i));
-  for (int i = 0; i < 12; ++i) iv[i] ^= salt[i];
+  uint64_t s0;
+  uint32_t s1;
+  std::memcpy(&s0, salt, 8);
+  std::memcpy(&s1, salt + 8, 4);
+  // Octets 0-7: 00 00, the SSRC, the index's top 16 bits; octets 8-11: its low 32.
+  const uint64_t w0 = s0 ^ __builtin_bswap64(uint64_t{ssrc} << 16 | (index48 >> 32 & 0xffff));
+  const uint32_t w1 = s1 ^ __builtin_bswap32(static_cast<uint32_t>(index48));
+  std::memcpy(iv, &w0, 8);
+  std::memcpy(iv + 8, &w1, 4);
 }
 
 }  // namespace
@@ -838,6 +857,7 @@ bool SrtpContext::Init(SrtpEngineKind engine, SrtpSuite suite, const SrtpSession
   engine_ = engine;
   suite_ = suite;
   aead_ = info.aead;
+  aes256_ = info.master_key_len == 32;
   srtcp_ = srtcp;
   rtp_tag_len_ = info.rtp_tag_len;
   rtcp_tag_len_ = info.rtcp_tag_len;

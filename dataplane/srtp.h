@@ -161,7 +161,7 @@ class alignas(64) SrtpContext {
   SrtpEngineKind engine() const noexcept { return engine_; }
   SrtpSuite suite() const noexcept { return suite_; }
   // AES-256 keys (RFC 6188 and AEAD_AES_256_GCM), as the engine's key blocks are laid out.
-  bool aes256() const noexcept { return GetSrtpSuiteInfo(suite_).master_key_len == 32; }
+  bool aes256() const noexcept { return aes256_; }
 
   // Single-packet transforms. A worker calls its SrtpEngine instead (a burst at a time);
   // these are for the control plane and tests. kOpenssl and kLibsrtp run inline; kIpsecMb
@@ -439,6 +439,7 @@ class alignas(64) SrtpContext {
   SrtpEngineKind engine_ = SrtpEngineKind::kOpenssl;
   SrtpSuite suite_ = SrtpSuite::kAesCm128HmacSha1_80;
   bool aead_ = false;
+  bool aes256_ = false;  // the suite's keys are AES-256 (RFC 6188, AEAD_AES_256_GCM)
   bool srtcp_ = true;
   uint8_t rtp_tag_len_ = 0;
   uint8_t rtcp_tag_len_ = 0;
