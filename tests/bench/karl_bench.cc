@@ -471,6 +471,15 @@ int main(int argc, char** argv) {
                  std::string(st.message()).c_str());
     return 1;
   }
+  // The raw cryptodev reference beside the SRTP blocks needs the ipsec_mb device, which the
+  // dataplane set up only if its engine is ipsec_mb (Dataplane::Close tears it down).
+  const bool own_ipsec_mb = srtp && engine != karl::dp::SrtpEngineKind::kIpsecMb;
+  if (own_ipsec_mb) {
+    if (auto st = karl::dp::InitSrtpCrypto(karl::dp::SrtpEngineKind::kIpsecMb, 1); !st.ok()) {
+      std::fprintf(stderr, "karl-bench: ipsec_mb: %s\n", std::string(st.message()).c_str());
+      return 1;
+    }
+  }
   // S sessions: leg 0 receives on 198.51.100.1:20000+2i, leg 1 sends from
   // 203.0.113.1:40000+2i to 203.0.113.9:50000 via the null port. The drop frames go to
   // 20001+2i, where no stream listens.
@@ -585,7 +594,7 @@ int main(int argc, char** argv) {
   // up weigh on all three alike (run one after the other, the first measured up to 1.4x
   // faster than the same operation run last). Each operation keeps its own contexts
   // across blocks, and its ingress frames are numbered so that no stream ever sees a
-  // sequence number twice (the replay window would drop it).
+  // sequence number twice (the replay window would drop it; libsrtp2 would not protect it).
   struct SrtpResult {
     const char* name;
     double mpps, busy_ns, libsrtp_mpps, raw_mpps, direct_mpps;
@@ -594,7 +603,8 @@ int main(int argc, char** argv) {
   };
   // The raw cryptodev reference runs on the worker core between the blocks, while the
   // dataplane is stopped, on the worker's own queue pair (worker 0's is queue pair 1; its
-  // engine leaves nothing in it between bursts). Measured once on the main lcore before
+  // engine leaves nothing in it between bursts), or with another engine than ipsec_mb on
+  // the queue pair it reserves for worker 0 (free). Measured once on the main lcore before
   // the run, it held steady through spells in which the worker core slowed by a third,
   // and the ratio followed the spells (session 11).
   struct RawArgs {
@@ -626,7 +636,7 @@ int main(int argc, char** argv) {
     karl::bench::CryptoBenchOptions raw_opt;
     raw_opt.streams = sessions;
     raw_opt.payload = rtp_size - 12;
-    karl::bench::RawCryptodevRef raw(suite, raw_opt, /*lent_qp=*/1);
+    karl::bench::RawCryptodevRef raw(suite, raw_opt, /*lent_qp=*/own_ipsec_mb ? -1 : 1);
     if (!raw.ok()) {
       std::fprintf(stderr, "karl-bench: the raw cryptodev reference cannot be set up\n");
       return 1;
@@ -646,7 +656,6 @@ int main(int argc, char** argv) {
         }
       }
     }
-    unsigned plain_next = 0;
     for (unsigned blk = 0; blk < blocks; ++blk) {
       for (unsigned op = 0; op < 3; ++op) {
         Op& o = ops[op];
@@ -657,17 +666,18 @@ int main(int argc, char** argv) {
           dp.PublishStream(cfg);
         }
         dp.Maintain(nullptr);
-        std::vector<Bytes> sframes;
-        unsigned* cursor = &plain_next;
-        unsigned snext = 0;
-        if (op != 0) {
-          sframes.reserve(5 * packets);
-          for (unsigned n = 0; n < 5 * packets; ++n, ++o.next_frame) {
-            const unsigned k = o.next_frame;
-            const unsigned i = k % sessions;
-            karl::test::UdpSpec spec{peer, ours, 40000, static_cast<uint16_t>(20000 + 2 * i)};
-            spec.payload = karl::test::RtpPayload(static_cast<uint16_t>(k / sessions), 0x1000 + i);
-            spec.payload.resize(rtp_size + 16, 0x5a);
+        // Every operation's ingress frames carry sequence numbers no stream has seen: the
+        // receiver's replay window would drop a repeat, and libsrtp2 refuses to protect an
+        // index it has protected before (--srtp-engine libsrtp).
+        std::vector<Bytes> in_frames;
+        in_frames.reserve(5 * packets);
+        for (unsigned n = 0; n < 5 * packets; ++n, ++o.next_frame) {
+          const unsigned k = o.next_frame;
+          const unsigned i = k % sessions;
+          karl::test::UdpSpec spec{peer, ours, 40000, static_cast<uint16_t>(20000 + 2 * i)};
+          spec.payload = karl::test::RtpPayload(static_cast<uint16_t>(k / sessions), 0x1000 + i);
+          spec.payload.resize(rtp_size + (op == 0 ? 0 : 16), 0x5a);
+          if (op != 0) {
             uint32_t len = rtp_size;
             if (o.senders[i]->Protect(spec.payload.data(), &len,
                                       static_cast<uint32_t>(spec.payload.size())) !=
@@ -676,11 +686,10 @@ int main(int argc, char** argv) {
               return 1;
             }
             spec.payload.resize(len);
-            sframes.push_back(karl::test::BuildUdp(spec));
           }
-          cursor = &snext;
+          in_frames.push_back(karl::test::BuildUdp(spec));
         }
-        const std::vector<Bytes>& in_frames = op == 0 ? frames : sframes;
+        unsigned next_in = 0;
         if (auto st = dp.Start(); !st.ok()) {
           std::fprintf(stderr, "karl-bench: dataplane start failed\n");
           return 1;
@@ -689,7 +698,8 @@ int main(int argc, char** argv) {
         const uint64_t tx0 = counters.tx_packets.Read();
         const uint64_t busy0 = counters.busy_tsc.Read();
         for (unsigned i = 0; i < 5; ++i) {
-          r.push_back(Round(pool, rx, in_frames, packets, cursor, rx_count() + packets, rx_count));
+          r.push_back(
+              Round(pool, rx, in_frames, packets, &next_in, rx_count() + packets, rx_count));
         }
         o.busy_tsc += counters.busy_tsc.Read() - busy0;
         dp.Stop();
