@@ -194,6 +194,13 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// The median of a[i] / b[i]: per-block ratios of figures measured side by side.
+double MedianOfRatios(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> r;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) r.push_back(a[i] / b[i]);
+  return Median(r);
+}
+
 // --frames-in-llc: leave the frames in the cache hierarchy (a NIC with DDIO writes them
 // into the last-level cache); mbuf headers are flushed either way.
 bool g_flush_frames = true;
@@ -641,7 +648,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "karl-bench: the raw cryptodev reference cannot be set up\n");
       return 1;
     }
-    std::vector<double> raw_blocks;
+    std::vector<double>& raw_blocks = raw_per_block[si];
     for (unsigned op = 0; op < 3; ++op) {
       for (unsigned i = 0; i < sessions; ++i) {
         ops[op].in.push_back(
@@ -721,21 +728,13 @@ int main(int argc, char** argv) {
       }
       raw_blocks.push_back(ra.mpps * 1e6);
     }
-    std::vector<double> ratios;
-    for (unsigned blk = 0; blk < blocks; ++blk) {
-      ratios.push_back(ops[2].block_medians[blk] / ops[0].block_medians[blk]);
-    }
-    rekey_ratio[si] = Median(ratios);
-    raw_per_block[si] = raw_blocks;
+    rekey_ratio[si] = MedianOfRatios(ops[2].block_medians, ops[0].block_medians);
     for (unsigned op = 0; op < 3; ++op) {
       const double busy_ns = NsPer(ops[op].busy_tsc, blocks * 5.0 * packets);
-      std::vector<double> raw_ratios;
-      for (unsigned blk = 0; blk < blocks; ++blk) {
-        raw_ratios.push_back(ops[op].block_medians[blk] / raw_blocks[blk]);
-      }
       srtp_results.push_back(SrtpResult{kSrtpNames[si][op], Median(ops[op].rounds), busy_ns,
                                         libsrtp_ref[si], Median(raw_blocks) / 1e6, direct_ref[si],
-                                        Median(raw_ratios), MeanNsPerItem(ops[op].rounds)});
+                                        MedianOfRatios(ops[op].block_medians, raw_blocks),
+                                        MeanNsPerItem(ops[op].rounds)});
     }
   }
   // ICE (D25). First the forward path with ICE on the same S streams.
